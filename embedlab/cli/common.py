@@ -1,0 +1,43 @@
+"""What every embedlab CLI does the same way: logging, building encoders from config, the run record."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from embedlab.errors import ConfigError
+from embedlab.models import Encoder, EncoderConfig
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def encoder_config(node: DictConfig | dict | str) -> EncoderConfig:
+    """A model config node, or a string: the name of a `conf/model/*.yaml` entry, a folder or a hub id."""
+    if isinstance(node, str):
+        preset = CONF_DIR / "model" / f"{node}.yaml"
+        node = OmegaConf.load(preset) if preset.exists() else {"path": node}
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    known = set(EncoderConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+    if not values.get("path"):
+        raise ConfigError("model.path is empty: name a model (model=minilm) or a folder (model.path=/path/to/model)")
+    return EncoderConfig(**values)
+
+
+def build_encoder(node: DictConfig | dict | str, device: str = "cpu") -> Encoder:
+    return Encoder.from_config(encoder_config(node)).to(device)
+
+
+def setup_logging() -> None:
+    logging.getLogger("embedlab").setLevel(logging.INFO)
+    # transformers' per-tensor "Loading weights" bars drown the useful log lines
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass

@@ -1,0 +1,111 @@
+"""`embedlab-eval`: evaluate a model on retrieval and STS tasks, writing metrics.json and a run record.
+
+embedlab-eval model=minilm tasks=[scifact,stsb]
+embedlab-eval model.path=outputs/train/.../model query_model=minilm eval.dims=[128,256] eval.precisions=[float32,binary]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from embedlab.cli.common import CONF_DIR, build_encoder, setup_logging
+from embedlab.errors import EmbedlabError
+from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.runner import EvalSettings, TaskResult, evaluate_tasks
+from embedlab.io import write_json_atomic, write_text_atomic
+from embedlab.manifest import build_manifest
+from embedlab.report.table import format_table
+
+log = logging.getLogger("embedlab.eval")
+
+SUMMARY = {  # what the console table shows; metrics.json has everything
+    "retrieval": ("ndcg_at_10", "mrr_at_10", "map_at_100", "recall_at_100", "recall_at_1000"),
+    "sts": ("cosine_spearman", "cosine_pearson"),
+}
+
+
+def settings_from(cfg: DictConfig) -> EvalSettings:
+    e = cfg.eval
+    return EvalSettings(
+        top_k=e.top_k,
+        k_values=tuple(e.k_values),
+        dims=list(e.dims) if e.dims else [None],
+        precisions=list(e.precisions),
+        binary_rescore=e.binary_rescore,
+        batch_size=e.batch_size,
+        split=e.split,
+        limit=e.limit,
+        max_docs=e.max_docs,
+        run_depth=e.run_depth,
+    )
+
+
+def summary_table(results: list[TaskResult]) -> str:
+    columns = [c for kind in SUMMARY.values() for c in kind]
+    rows = [{"task": r.task, **{c: r.metrics.get(c) for c in columns}} for r in results]
+    present = [c for c in columns if any(row[c] is not None for row in rows)]
+    text = format_table(rows, ["task", *present])
+    grid = [row for r in results for row in r.grid]
+    if len(grid) > len(results):
+        main = [{**row, "score": row.get("ndcg_at_10", row.get("cosine_spearman"))} for row in grid]
+        text += "\n\n" + format_table(
+            main, ["task", "dim", "precision", "score"], ["task", "dim", "precision", "nDCG@10 / Spearman"]
+        )
+    return text
+
+
+def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
+    settings = settings_from(cfg)
+    started = time.perf_counter()
+    doc_encoder = build_encoder(cfg.model, cfg.device)
+    query_encoder = build_encoder(cfg.query_model, cfg.device) if cfg.query_model else None
+    cache = EmbeddingCache(cfg.eval.cache_dir) if cfg.eval.cache else None
+    results = evaluate_tasks(
+        list(cfg.tasks),
+        doc_encoder,
+        query_encoder,
+        settings=settings,
+        data_root=cfg.data.root,
+        cache=cache,
+        out_dir=out_dir,
+    )
+    models = {"document_model": doc_encoder.fingerprint()}
+    if query_encoder is not None:
+        models["query_model"] = query_encoder.fingerprint()
+    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_json_atomic(
+        out_dir / "manifest.json",
+        build_manifest(
+            seed=cfg.seed,
+            data={r.task: r.fingerprint for r in results},
+            models=models,
+            extra={
+                "wall_seconds": round(time.perf_counter() - started, 2),
+                "cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+            },
+        ),
+    )
+    print(summary_table(results))
+    print(f"\nresults: {out_dir / 'metrics.json'}")
+    return results
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    setup_logging()
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except EmbedlabError as e:  # user-facing problems: one line, no traceback
+        log.error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Reader for BEIR-format retrieval folders (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedlab.errors import ConfigError, DataFormatError, EmbedlabError
+from embedlab.io import fingerprint, sha256_file
+
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+QRELS_HEADER = ["query-id", "corpus-id", "score"]
+
+
+class MissingQrelsDocsWarning(UserWarning):
+    """Qrels judge documents that the corpus does not contain (a known upstream quirk of ArguAna)."""
+
+
+@dataclass(frozen=True)
+class RetrievalData:
+    name: str
+    corpus: dict[str, str]  # doc id -> (title + " " + body).strip(), the string MTEB/BEIR encode
+    queries: dict[str, str]  # only the split's queries, in order of first appearance in the qrels
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
+    fingerprint: str  # over the bytes of every file read, the split and the subset limits
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    # The plain file wins over its gzip twin: it is what a user who ran `gunzip -k` just edited.
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing(path: Path, folder: Path) -> EmbedlabError:
+    name = folder.name
+    return EmbedlabError(
+        f"{path} not found. Get the BEIR '{name}' folder with "
+        f"embedlab.data.download_beir({name!r}, {str(folder.parent)!r}), or download "
+        f"{BEIR_URL.format(name=name)} and unzip it so that {folder} holds corpus.jsonl, queries.jsonl "
+        "and qrels/; or point EMBEDLAB_DATA at a folder that already has it"
+    )
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line); bad bytes or a truncated gzip become a located error."""
+    # Decoding line by line (not through a buffered text stream) keeps the reported line number exact.
+    lineno = 0
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataFormatError(path, lineno, None, f"not valid UTF-8 ({e.reason})") from e
+                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataFormatError(path, lineno + 1, None, f"corrupt or truncated gzip data ({e})") from e
+
+
+def _read_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
+    """Yield (line, _id, text) per record; for corpora, text is the title joined to the body."""
+    seen: dict[str, int] = {}
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue  # a trailing blank line is not a record
+        try:
+            rec: Any = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
+        if not isinstance(rec, dict):
+            raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(rec).__name__}")
+        doc_id = rec.get("_id")
+        if not isinstance(doc_id, str) or not doc_id:
+            raise DataFormatError(path, lineno, "_id", f"missing or not a non-empty string: {doc_id!r}")
+        if doc_id in seen:
+            first = seen[doc_id]
+            raise DataFormatError(path, lineno, "_id", f"duplicate id {doc_id!r} (first on line {first})")
+        seen[doc_id] = lineno
+        text = rec.get("text")
+        if not isinstance(text, str):
+            raise DataFormatError(path, lineno, "text", f"missing or not a string: {type(text).__name__}")
+        if optional_title and "title" in rec:
+            title = rec["title"]
+            if not isinstance(title, str):
+                raise DataFormatError(path, lineno, "title", f"not a string: {type(title).__name__}")
+            # Same joining rule as BEIR's and MTEB's sentence-transformers wrappers, so scores compare.
+            text = (title + " " + text).strip()
+        elif optional_title:
+            text = text.strip()
+        yield lineno, doc_id, text
+
+
+def _read_qrels(path: Path) -> Iterator[tuple[int, str, str, int]]:
+    """Yield (line, query id, doc id, score); the BEIR header line is required."""
+    lineno = 0
+    for lineno, line in _lines(path):
+        # Qrels ids are bare tokens (BEIR writes them unquoted), so a tab split is exact here, unlike
+        # the quoted STS files; stripping "\r" accepts the CRLF copies found upstream.
+        row = line.rstrip("\r\n").split("\t")
+        if lineno == 1:
+            if [c.strip() for c in row] != QRELS_HEADER:
+                expected = "<TAB>".join(QRELS_HEADER)
+                raise DataFormatError(path, 1, "header", f"expected {expected!r}, got {row!r}")
+            continue
+        if not line.strip():
+            continue
+        if len(row) != 3:
+            field = QRELS_HEADER[len(row)] if len(row) < 3 else "columns"
+            raise DataFormatError(path, lineno, field, f"expected 3 tab-separated columns, got {len(row)}")
+        qid, did, raw = (c.strip() for c in row)
+        for field, value in (("query-id", qid), ("corpus-id", did)):
+            if not value:
+                raise DataFormatError(path, lineno, field, "empty id")
+        try:
+            score = int(raw)
+        except ValueError:
+            raise DataFormatError(path, lineno, "score", f"not an integer: {raw!r}") from None
+        yield lineno, qid, did, score
+    if lineno == 0:
+        raise DataFormatError(path, 1, "header", f"empty file; expected {'<TAB>'.join(QRELS_HEADER)!r}")
+
+
+def load_beir(
+    folder: str | Path,
+    split: str = "test",
+    name: str | None = None,
+    max_docs: int | None = None,
+    max_queries: int | None = None,
+) -> RetrievalData:
+    """Load one split of a BEIR folder, optionally as a deterministic, still-scorable subset.
+
+    ``max_queries`` keeps the split's first queries in qrels order. ``max_docs`` keeps every document
+    judged for the kept queries, then fills up with the corpus file's first documents until
+    ``max_docs`` in total (more if the judged documents alone exceed it).
+    """
+    folder = Path(folder)
+    for label, value in (("max_docs", max_docs), ("max_queries", max_queries)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{label} must be a positive integer, got {value}")
+    if not folder.is_dir():
+        raise _missing(folder, folder)
+    corpus_path = _find(folder, "corpus.jsonl") or folder / "corpus.jsonl"
+    queries_path = _find(folder, "queries.jsonl") or folder / "queries.jsonl"
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for path in (corpus_path, queries_path):
+        if not path.is_file():
+            raise _missing(path, folder)
+    if not qrels_path.is_file():
+        present = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise EmbedlabError(f"{qrels_path} not found (no qrels for split {split!r}); splits: {present}")
+
+    all_queries = {qid: text for _, qid, text in _read_jsonl(queries_path, optional_title=False)}
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, qid, did, score in _read_qrels(qrels_path):
+        if qid not in all_queries:
+            raise DataFormatError(qrels_path, lineno, "query-id", f"query id {qid!r} is not in {queries_path.name}")
+        judged = qrels.setdefault(qid, {})
+        if judged.get(did, score) != score:
+            raise DataFormatError(qrels_path, lineno, "score", f"conflicting score for ({qid}, {did})")
+        judged[did] = score
+    if not qrels:
+        raise DataFormatError(qrels_path, None, None, "no judgements after the header")
+
+    corpus = {did: text for _, did, text in _read_jsonl(corpus_path, optional_title=True)}
+    absent = sorted({d for docs in qrels.values() for d in docs if d not in corpus})
+    if absent:
+        # Kept on purpose: dropping them would make scores incomparable with published numbers.
+        shown = ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else "")
+        warnings.warn(
+            f"{qrels_path}: {len(absent)} qrels point to documents absent from {corpus_path.name} "
+            f"(kept, they count as unretrievable): {shown}",
+            MissingQrelsDocsWarning,
+            stacklevel=2,
+        )
+
+    if max_queries is not None:
+        qrels = dict(list(qrels.items())[:max_queries])
+    if max_docs is not None:
+        keep = {d for docs in qrels.values() for d in docs if d in corpus}
+        for did in corpus:
+            if len(keep) >= max_docs:
+                break
+            keep.add(did)
+        corpus = {did: text for did, text in corpus.items() if did in keep}  # corpus-file order
+
+    files = [corpus_path, queries_path, qrels_path]
+    fp = fingerprint(
+        [split, max_docs, max_queries]
+        + [part for p in files for part in (p.relative_to(folder).as_posix(), sha256_file(p))]
+    )
+    return RetrievalData(
+        name=name or folder.name,
+        corpus=corpus,
+        queries={qid: all_queries[qid] for qid in qrels},
+        qrels=qrels,
+        fingerprint=fp,
+    )

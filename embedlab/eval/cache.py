@@ -1,0 +1,91 @@
+"""On-disk embedding cache: a frozen model never encodes the same texts twice.
+
+The key is a fingerprint of everything that changes the vectors: the model's weights and settings
+(`Encoder.fingerprint`), the texts in order, and the prompt. Entries are `.npy` files written atomically and
+read memory-mapped; a changed input gives a new key, so a stale entry can never be returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embedlab.io import atomic_path, fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("EMBEDLAB_CACHE", Path.home() / ".cache" / "embedlab")).expanduser() / "embeddings"
+
+
+class EmbeddingCache:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_root()
+        self.hits = self.misses = 0
+
+    def key(self, model_fingerprint: str, texts: Sequence[str], prompt: str) -> str:
+        return fingerprint([model_fingerprint, prompt, len(texts), fingerprint(texts)])
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get_or_compute(
+        self, key: str, n_rows: int, compute: Callable[[], np.ndarray], describe: dict | None = None
+    ) -> np.ndarray:
+        """Return the cached matrix for `key`, computing and storing it on a miss."""
+        path = self.path(key)
+        if path.exists():
+            emb = np.load(path, mmap_mode="r")
+            if emb.shape[0] == n_rows:  # a truncated or foreign file is recomputed, never trusted
+                self.hits += 1
+                log.info("embedding cache hit %s (%d x %d)", path.name[:12], *emb.shape)
+                return emb
+        self.misses += 1
+        emb = np.ascontiguousarray(compute(), dtype=np.float32)
+        # np.save on a path would append ".npy" to the temp name: hand it an open file
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, emb)
+        if describe is not None:
+            with atomic_path(path.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps(describe, indent=2, default=str))
+        return emb
+
+
+def encode_cached(
+    encoder,
+    texts: Sequence[str],
+    *,
+    kind: str,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+    model_fingerprint: str | None = None,
+) -> np.ndarray:
+    """Encode queries or documents with the encoder's prompt for that kind, through the cache when given."""
+    assert kind in ("query", "document")
+    prompt = encoder.query_prompt if kind == "query" else encoder.document_prompt
+    encode = encoder.encode_queries if kind == "query" else encoder.encode_documents
+
+    def compute() -> np.ndarray:
+        return encode(list(texts), batch_size=batch_size)
+
+    if cache is None:
+        return compute()
+    model_fp = model_fingerprint or encoder.fingerprint()
+    key = cache.key(model_fp, texts, prompt)
+    return cache.get_or_compute(
+        key,
+        len(texts),
+        compute,
+        describe={
+            "model": encoder.describe(),
+            "model_fingerprint": model_fp,
+            "kind": kind,
+            "n_texts": len(texts),
+        },
+    )

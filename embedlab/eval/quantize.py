@@ -1,0 +1,48 @@
+"""Matryoshka truncation and embedding quantization (int8 with calibration, binary), as evaluated in grids."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedlab.errors import ConfigError
+
+PRECISIONS = ("float32", "int8", "binary")
+
+
+def truncate(emb: np.ndarray, dim: int | None) -> np.ndarray:
+    """First `dim` coordinates, L2-renormalised (Matryoshka); `None` keeps the full vector as it is."""
+    if dim is None or dim == emb.shape[1]:
+        return emb
+    if not 0 < dim <= emb.shape[1]:
+        raise ConfigError(f"truncation dim {dim} is outside 1..{emb.shape[1]} (the embedding size)")
+    cut = emb[:, :dim]
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+
+def int8_calibration(calibration: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension (low, step) from calibration vectors (the corpus), mapping [low, high] onto 256 levels."""
+    low, high = calibration.min(axis=0), calibration.max(axis=0)
+    step = np.maximum(high - low, 1e-12) / 255.0
+    return low.astype(np.float32), step.astype(np.float32)
+
+
+def to_int8(emb: np.ndarray, low: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Scalar-quantize to int8 with the calibration; values outside the calibrated range are clipped."""
+    levels = np.round((emb - low) / step) - 128.0
+    return np.clip(levels, -128, 127).astype(np.int8)
+
+
+def to_binary(emb: np.ndarray) -> np.ndarray:
+    """One bit per dimension (positive -> 1), packed 8 per byte: [N, ceil(dim/8)] uint8."""
+    return np.packbits(emb > 0, axis=1)
+
+
+def unpack_signs(bits: np.ndarray, dim: int) -> np.ndarray:
+    """Packed bits back to a ±1 float32 matrix [N, dim], for rescoring with float queries."""
+    return np.unpackbits(bits, axis=1)[:, :dim].astype(np.float32) * 2.0 - 1.0
+
+
+def check_precisions(precisions: list[str]) -> None:
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise ConfigError(f"unknown precision(s) {unknown}; choose from {', '.join(PRECISIONS)}")

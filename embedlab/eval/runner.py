@@ -1,0 +1,165 @@
+"""Evaluate encoders on named tasks and write the results as files a researcher can analyse.
+
+Output folder layout (every file written atomically):
+  metrics.json              {"<task>": {"ndcg_at_10": ..., ...}}  main cell (full dim, first precision)
+  grid.jsonl                one row per (task, dim, precision) when the grid has more than one cell
+  per_query/<task>.jsonl    per-query metrics (retrieval) or per-pair cosine and gold score (STS)
+  runs/<task>.trec          the ranking in TREC run format (top `run_depth`), for significance tests
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedlab.data import RetrievalData, StsPairs, get_task, load_task
+from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.metrics import DEFAULT_K
+from embedlab.eval.retrieval import RetrievalSettings, evaluate_retrieval
+from embedlab.eval.sts import evaluate_sts
+from embedlab.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    top_k: int = 1000
+    k_values: tuple[int, ...] = DEFAULT_K
+    dims: list[int | None] = field(default_factory=lambda: [None])
+    precisions: list[str] = field(default_factory=lambda: ["float32"])
+    binary_rescore: int = 4
+    batch_size: int = 64
+    split: str | None = None  # None: each task's standard split
+    limit: int | None = None  # queries (retrieval) / pairs (STS) per task, for quick runs
+    max_docs: int | None = None  # corpus cap (judged docs always kept)
+    run_depth: int = 100  # documents per query written to runs/<task>.trec
+
+
+@dataclass
+class TaskResult:
+    task: str
+    metrics: dict[str, float]
+    grid: list[dict]
+    fingerprint: str
+
+
+def evaluate_task(
+    name: str,
+    doc_encoder,
+    query_encoder=None,
+    *,
+    settings: EvalSettings | None = None,
+    data_root: str | Path | None = None,
+    cache: EmbeddingCache | None = None,
+    out_dir: Path | None = None,
+) -> TaskResult:
+    s = settings or EvalSettings()
+    spec = get_task(name)
+    data = load_task(
+        spec.name,
+        data_root,
+        split=s.split,
+        limit=s.limit,
+        max_docs=s.max_docs if spec.kind == "retrieval" else None,
+    )
+    if isinstance(data, RetrievalData):
+        result = evaluate_retrieval(
+            data,
+            doc_encoder,
+            query_encoder,
+            RetrievalSettings(
+                top_k=s.top_k,
+                k_values=tuple(s.k_values),
+                dims=list(s.dims),
+                precisions=list(s.precisions),
+                binary_rescore=s.binary_rescore,
+                batch_size=s.batch_size,
+                ignore_identical_ids=spec.ignore_identical_ids,
+            ),
+            cache=cache,
+        )
+        grid = [{"task": spec.name, **row} for row in result.rows]
+        if out_dir is not None:
+            _write_jsonl(
+                out_dir / "per_query" / f"{spec.name}.jsonl",
+                ({"query_id": q, **m} for q, m in result.per_query.items()),
+            )
+            _write_run(out_dir / "runs" / f"{spec.name}.trec", result.run, s.run_depth)
+        return TaskResult(spec.name, _main_cell(grid), grid, data.fingerprint)
+    assert isinstance(data, StsPairs)
+    grid = []
+    for dim in s.dims:
+        metrics, cos = evaluate_sts(data, query_encoder or doc_encoder, batch_size=s.batch_size, dim=dim, cache=cache)
+        grid.append(
+            {
+                "task": spec.name,
+                "dim": dim or (query_encoder or doc_encoder).dim,
+                "precision": "float32",
+                **metrics,
+            }
+        )
+        if out_dir is not None and len(grid) == 1:
+            _write_jsonl(
+                out_dir / "per_query" / f"{spec.name}.jsonl",
+                (
+                    {"pair": i, "cosine": float(c), "gold": g}
+                    for i, (c, g) in enumerate(zip(cos, data.scores, strict=True))
+                ),
+            )
+    return TaskResult(spec.name, _main_cell(grid), grid, data.fingerprint)
+
+
+def _main_cell(grid: list[dict]) -> dict[str, float]:
+    return {k: v for k, v in grid[0].items() if k not in ("task", "dim", "precision")}
+
+
+def evaluate_tasks(
+    tasks: list[str],
+    doc_encoder,
+    query_encoder=None,
+    *,
+    settings: EvalSettings | None = None,
+    data_root: str | Path | None = None,
+    cache: EmbeddingCache | None = None,
+    out_dir: Path | None = None,
+) -> list[TaskResult]:
+    """Evaluate every task; write metrics.json (and grid.jsonl) into `out_dir` when given."""
+    for name in tasks:  # fail on a typo before encoding anything
+        get_task(name)
+    results = []
+    for name in tasks:
+        log.info("evaluating %s", name)
+        results.append(
+            evaluate_task(
+                name,
+                doc_encoder,
+                query_encoder,
+                settings=settings,
+                data_root=data_root,
+                cache=cache,
+                out_dir=out_dir,
+            )
+        )
+    if out_dir is not None:
+        write_json_atomic(out_dir / "metrics.json", {r.task: r.metrics for r in results})
+        rows = [row for r in results for row in r.grid]
+        if len(rows) > len(results):
+            _write_jsonl(out_dir / "grid.jsonl", rows)
+    return results
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _write_run(path: Path, run: dict[str, dict[str, float]], depth: int) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda kv: -kv[1])[:depth]
+            for rank, (did, score) in enumerate(ranked, start=1):
+                f.write(f"{qid} Q0 {did} {rank} {score:.6f} embedlab\n")

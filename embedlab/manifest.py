@@ -1,0 +1,71 @@
+"""Run manifests: what is needed to reproduce a result (versions, commit, seed, data and model fingerprints)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PACKAGES = (
+    "embedlab",
+    "torch",
+    "transformers",
+    "pytorch-lightning",
+    "hydra-core",
+    "faiss-cpu",
+    "faiss-gpu-cu12",
+    "numpy",
+    "peft",
+    "sentence-transformers",
+    "wandb",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_state(repo: Path | None = None) -> dict[str, str | bool | None]:
+    """Commit of the embedlab checkout and whether it had uncommitted changes (None outside git)."""
+    repo = repo or Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(dirty) if commit else None}
+
+
+def build_manifest(
+    *,
+    seed: int | None = None,
+    data: dict[str, str] | None = None,
+    models: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """data/models: name -> fingerprint."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+        "seed": seed,
+        "git": git_state(),
+        "versions": package_versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system(), "node": platform.node()},
+        "data": data or {},
+        "models": models or {},
+        **(extra or {}),
+    }
