@@ -13,12 +13,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, setup_logging
-from embedlab.errors import EmbedlabError
+from embedlab.data import get_task
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.eval.runner import EvalSettings, TaskResult, evaluate_tasks
+from embedlab.eval.runner import EvalSettings, TaskResult, check_settings, evaluate_tasks
 from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.manifest import build_manifest
 from embedlab.report.table import format_table
@@ -31,13 +32,21 @@ SUMMARY = {  # what the console table shows; metrics.json has everything
 }
 
 
+def _as_list(value) -> list:
+    """A list override as a list; a single value (tasks=scifact, eval.dims=128) as a one-item list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
 def settings_from(cfg: DictConfig) -> EvalSettings:
+    """The eval settings of the config, checked (all but the dims' upper bound, which needs the model)."""
     e = cfg.eval
-    return EvalSettings(
+    settings = EvalSettings(
         top_k=e.top_k,
-        k_values=tuple(e.k_values),
-        dims=list(e.dims) if e.dims else [None],
-        precisions=list(e.precisions),
+        k_values=tuple(_as_list(e.k_values)),
+        dims=_as_list(e.dims) or [None],
+        precisions=_as_list(e.precisions),
         binary_rescore=e.binary_rescore,
         batch_size=e.batch_size,
         split=e.split,
@@ -45,6 +54,8 @@ def settings_from(cfg: DictConfig) -> EvalSettings:
         max_docs=e.max_docs,
         run_depth=e.run_depth,
     )
+    check_settings(settings)
+    return settings
 
 
 def summary_table(results: list[TaskResult]) -> str:
@@ -63,12 +74,17 @@ def summary_table(results: list[TaskResult]) -> str:
 
 def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
     settings = settings_from(cfg)
+    tasks = _as_list(cfg.tasks)
+    if not tasks:
+        raise ConfigError("no tasks given; e.g. tasks=[scifact,stsb]")
+    for name in tasks:  # a typo fails in a second, not after the model has loaded
+        get_task(name)
     started = time.perf_counter()
     doc_encoder = build_encoder(cfg.model, cfg.device)
     query_encoder = build_encoder(cfg.query_model, cfg.device) if cfg.query_model else None
     cache = EmbeddingCache(cfg.eval.cache_dir) if cfg.eval.cache else None
     results = evaluate_tasks(
-        list(cfg.tasks),
+        tasks,
         doc_encoder,
         query_encoder,
         settings=settings,

@@ -41,8 +41,13 @@ class EmbeddingCache:
         """Return the cached matrix for `key`, computing and storing it on a miss."""
         path = self.path(key)
         if path.exists():
-            emb = np.load(path, mmap_mode="r")
-            if emb.shape[0] == n_rows:  # a truncated or foreign file is recomputed, never trusted
+            try:
+                emb = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as e:  # cut short, empty or not an .npy at all
+                log.warning("unreadable embedding cache entry %s (%s): recomputing", path.name[:12], e)
+                emb = None
+            # a truncated or foreign file is recomputed, never trusted
+            if emb is not None and emb.ndim == 2 and emb.shape[0] == n_rows:
                 self.hits += 1
                 log.info("embedding cache hit %s (%d x %d)", path.name[:12], *emb.shape)
                 return emb

@@ -34,8 +34,11 @@ DEFAULT_K = (1, 3, 5, 10, 100, 1000)
 METRICS = ("ndcg", "map", "recall", "precision", "mrr")
 
 
-def _check_k(k_values: Sequence[int]) -> tuple[int, ...]:
-    ks = tuple(int(k) for k in k_values)
+def check_k_values(k_values: Sequence[int]) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in k_values)
+    except (TypeError, ValueError):
+        ks = ()
     if not ks or min(ks) < 1:
         # trec_eval rejects (and pytrec_eval may crash on) cutoffs below 1; fail early with a clear message.
         raise ConfigError(f"k_values must be a non-empty sequence of integers >= 1, got {list(k_values)}")
@@ -106,7 +109,7 @@ def per_query_metrics(qrels: Qrels, run: Run, k_values: Sequence[int] = DEFAULT_
     Per-query values are what paired significance tests and error analysis need, which is why they are the
     primary output and the means are derived from them.
     """
-    ks = _check_k(k_values)
+    ks = check_k_values(k_values)
     return {qid: _query_metrics(qrels[qid], run[qid], ks) for qid in run if qrels.get(qid)}
 
 

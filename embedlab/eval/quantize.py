@@ -46,3 +46,20 @@ def check_precisions(precisions: list[str]) -> None:
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ConfigError(f"unknown precision(s) {unknown}; choose from {', '.join(PRECISIONS)}")
+
+
+def check_dims(dims: list[int | None], size: int | None = None) -> None:
+    """Matryoshka dims must be None (full size) or integers in 1..size; `size` None checks positivity only."""
+    if not dims:
+        raise ConfigError("dims is empty; use [None] (null in configs) for the full dimension")
+    for d in dims:
+        if d is None:
+            continue
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1 or (size is not None and d > size):
+            bound = f"1..{size} (the embedding size)" if size is not None else "a positive integer"
+            raise ConfigError(f"truncation dim {d!r} is invalid: it must be {bound}")
+
+
+def grid_dims(dims: list[int | None], size: int) -> list[int | None]:
+    """The dims to evaluate, full size first (the reference cell reported in metrics.json), no repeats."""
+    return [None, *dict.fromkeys(d for d in dims if d is not None and d != size)]

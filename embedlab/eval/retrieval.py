@@ -79,6 +79,15 @@ def _to_run(
     return run
 
 
+def check_same_dim(query_encoder, doc_encoder) -> None:
+    """Asymmetric retrieval compares query and document vectors directly: their sizes must match."""
+    if query_encoder is not None and query_encoder.dim != doc_encoder.dim:
+        raise ConfigError(
+            f"asymmetric retrieval needs equal dims: queries {query_encoder.dim} "
+            f"({query_encoder.name}) vs documents {doc_encoder.dim} ({doc_encoder.name})"
+        )
+
+
 def evaluate_retrieval(
     data: RetrievalData,
     doc_encoder,
@@ -90,11 +99,8 @@ def evaluate_retrieval(
     s = settings or RetrievalSettings()
     query_encoder = query_encoder or doc_encoder
     quantize.check_precisions(s.precisions)
-    if query_encoder.dim != doc_encoder.dim:
-        raise ConfigError(
-            f"asymmetric retrieval needs equal dims: queries {query_encoder.dim} "
-            f"({query_encoder.name}) vs documents {doc_encoder.dim} ({doc_encoder.name})"
-        )
+    quantize.check_dims(s.dims, doc_encoder.dim)  # before encoding, not after
+    check_same_dim(query_encoder, doc_encoder)
     dids, qids = list(data.corpus), [q for q in data.qrels if q in data.queries]
     docs = encode_cached(
         doc_encoder, [data.corpus[d] for d in dids], kind="document", cache=cache, batch_size=s.batch_size
@@ -105,7 +111,7 @@ def evaluate_retrieval(
     k = s.top_k + (1 if s.ignore_identical_ids else 0)  # one spare slot for the dropped self-match
     rows: list[dict] = []
     first: RetrievalResult | None = None
-    for dim in s.dims:
+    for dim in quantize.grid_dims(s.dims, docs.shape[1]):
         d, q = quantize.truncate(np.asarray(docs), dim), quantize.truncate(np.asarray(queries), dim)
         for precision in s.precisions:
             scores, idx = _search_cell(q, d, precision, k, s.binary_rescore)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedlab.data import RetrievalData, StsPairs, get_task, load_task
+from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.eval.metrics import DEFAULT_K
-from embedlab.eval.retrieval import RetrievalSettings, evaluate_retrieval
+from embedlab.eval.metrics import DEFAULT_K, check_k_values
+from embedlab.eval.quantize import check_dims, check_precisions, grid_dims
+from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, evaluate_retrieval
 from embedlab.eval.sts import evaluate_sts
 from embedlab.io import atomic_path, write_json_atomic
 
@@ -36,6 +38,26 @@ class EvalSettings:
     limit: int | None = None  # queries (retrieval) / pairs (STS) per task, for quick runs
     max_docs: int | None = None  # corpus cap (judged docs always kept)
     run_depth: int = 100  # documents per query written to runs/<task>.trec
+
+
+def check_settings(s: EvalSettings, dim: int | None = None) -> None:
+    """Reject settings that cannot work, before any data is loaded or any text encoded.
+
+    `dim`, the model's embedding size, bounds the Matryoshka dims when known.
+    """
+    check_precisions(list(s.precisions))
+    if not s.precisions:
+        raise ConfigError("eval precisions is empty; choose from float32, int8, binary")
+    check_k_values(s.k_values)
+    check_dims(list(s.dims), dim)
+    for name, minimum in (("top_k", 1), ("batch_size", 1), ("binary_rescore", 0), ("run_depth", 0)):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"eval {name} must be an integer >= {minimum}, got {value!r}")
+    for name in ("limit", "max_docs"):
+        value = getattr(s, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"eval {name} must be a positive integer or null, got {value!r}")
 
 
 @dataclass
@@ -91,7 +113,7 @@ def evaluate_task(
         return TaskResult(spec.name, _main_cell(grid), grid, data.fingerprint)
     assert isinstance(data, StsPairs)
     grid = []
-    for dim in s.dims:
+    for dim in grid_dims(s.dims, (query_encoder or doc_encoder).dim):
         metrics, cos = evaluate_sts(data, query_encoder or doc_encoder, batch_size=s.batch_size, dim=dim, cache=cache)
         grid.append(
             {
@@ -127,8 +149,11 @@ def evaluate_tasks(
     out_dir: Path | None = None,
 ) -> list[TaskResult]:
     """Evaluate every task; write metrics.json (and grid.jsonl) into `out_dir` when given."""
-    for name in tasks:  # fail on a typo before encoding anything
-        get_task(name)
+    # Fail on a typo or an impossible setting before encoding anything (not after the first task).
+    specs = [get_task(name) for name in tasks]
+    if any(spec.kind == "retrieval" for spec in specs):
+        check_same_dim(query_encoder, doc_encoder)
+    check_settings(settings or EvalSettings(), min(doc_encoder.dim, (query_encoder or doc_encoder).dim))
     results = []
     for name in tasks:
         log.info("evaluating %s", name)

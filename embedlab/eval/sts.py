@@ -6,7 +6,7 @@ import numpy as np
 
 from embedlab.data import StsPairs
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.eval.quantize import truncate
+from embedlab.eval.quantize import check_dims, truncate
 
 
 def rank_average(x: np.ndarray) -> np.ndarray:
@@ -39,8 +39,9 @@ def evaluate_sts(
     batch_size: int = 64,
     dim: int | None = None,
     cache: EmbeddingCache | None = None,
-) -> dict[str, float]:
-    """cosine_spearman and cosine_pearson (MTEB names); each distinct sentence is encoded once."""
+) -> tuple[dict[str, float], np.ndarray]:
+    """(cosine_spearman and cosine_pearson (MTEB names), per-pair cosines); each distinct sentence is encoded once."""
+    check_dims([dim], encoder.dim)  # before encoding, not after
     unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
     row = {s: i for i, s in enumerate(unique)}
     emb = truncate(

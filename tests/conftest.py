@@ -1,0 +1,20 @@
+"""Shared test helpers: where the real shared data lives, and a fixture that skips when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Same lookup as tests/test_data.py: $EMBEDLAB_DATA, else ../shared/data beside the repository.
+REAL_DATA = Path(os.environ.get("EMBEDLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real shared data root; skips the test when the evaluation tasks are not there."""
+    missing = [p for p in ("scifact", "stsb/stsb.tsv") if not (REAL_DATA / p).exists()]
+    if missing:
+        pytest.skip(f"shared data not found at {REAL_DATA} (missing {', '.join(missing)}; set EMBEDLAB_DATA)")
+    return REAL_DATA
