@@ -31,7 +31,7 @@ class RetrievalData:
     fingerprint: str  # over the bytes of every file read, the split and the subset limits
 
 
-def _find(folder: Path, stem: str) -> Path | None:
+def find_data_file(folder: Path, stem: str) -> Path | None:
     # The plain file wins over its gzip twin: it is what a user who ran `gunzip -k` just edited.
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
@@ -65,7 +65,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataFormatError(path, lineno + 1, None, f"corrupt or truncated gzip data ({e})") from e
 
 
-def _read_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
+def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
     """Yield (line, _id, text) per record; for corpora, text is the title joined to the body."""
     seen: dict[str, int] = {}
     for lineno, line in _lines(path):
@@ -147,8 +147,8 @@ def load_beir(
             raise ConfigError(f"{label} must be a positive integer, got {value}")
     if not folder.is_dir():
         raise _missing(folder, folder)
-    corpus_path = _find(folder, "corpus.jsonl") or folder / "corpus.jsonl"
-    queries_path = _find(folder, "queries.jsonl") or folder / "queries.jsonl"
+    corpus_path = find_data_file(folder, "corpus.jsonl") or folder / "corpus.jsonl"
+    queries_path = find_data_file(folder, "queries.jsonl") or folder / "queries.jsonl"
     qrels_path = folder / "qrels" / f"{split}.tsv"
     for path in (corpus_path, queries_path):
         if not path.is_file():
@@ -157,7 +157,7 @@ def load_beir(
         present = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise EmbedlabError(f"{qrels_path} not found (no qrels for split {split!r}); splits: {present}")
 
-    all_queries = {qid: text for _, qid, text in _read_jsonl(queries_path, optional_title=False)}
+    all_queries = {qid: text for _, qid, text in read_beir_jsonl(queries_path, optional_title=False)}
     qrels: dict[str, dict[str, int]] = {}
     for lineno, qid, did, score in _read_qrels(qrels_path):
         if qid not in all_queries:
@@ -169,7 +169,7 @@ def load_beir(
     if not qrels:
         raise DataFormatError(qrels_path, None, None, "no judgements after the header")
 
-    corpus = {did: text for _, did, text in _read_jsonl(corpus_path, optional_title=True)}
+    corpus = {did: text for _, did, text in read_beir_jsonl(corpus_path, optional_title=True)}
     absent = sorted({d for docs in qrels.values() for d in docs if d not in corpus})
     if absent:
         # Kept on purpose: dropping them would make scores incomparable with published numbers.

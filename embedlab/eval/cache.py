@@ -71,26 +71,21 @@ def encode_cached(
     batch_size: int,
     model_fingerprint: str | None = None,
 ) -> np.ndarray:
-    """Encode queries or documents with the encoder's prompt for that kind, through the cache when given."""
-    assert kind in ("query", "document")
-    prompt = encoder.query_prompt if kind == "query" else encoder.document_prompt
-    encode = encoder.encode_queries if kind == "query" else encoder.encode_documents
+    """Encode through the cache when given. `kind`: "query" / "document" (with that prompt), or "features"
+    (pooled backbone output without projection or normalisation, no prompt — what a projection is fitted on)."""
+    if kind not in ("query", "document", "features"):
+        raise ValueError(f"kind must be query, document or features, got {kind!r}")
+    prompt = {"query": encoder.query_prompt, "document": encoder.document_prompt}.get(kind, "")
 
     def compute() -> np.ndarray:
+        if kind == "features":
+            return encoder.encode(list(texts), batch_size=batch_size, head=False, desc="features")
+        encode = encoder.encode_queries if kind == "query" else encoder.encode_documents
         return encode(list(texts), batch_size=batch_size)
 
     if cache is None:
         return compute()
-    model_fp = model_fingerprint or encoder.fingerprint()
+    model_fp = model_fingerprint or encoder.fingerprint(head=kind != "features")
     key = cache.key(model_fp, texts, prompt)
-    return cache.get_or_compute(
-        key,
-        len(texts),
-        compute,
-        describe={
-            "model": encoder.describe(),
-            "model_fingerprint": model_fp,
-            "kind": kind,
-            "n_texts": len(texts),
-        },
-    )
+    describe = {"model": encoder.describe(), "model_fingerprint": model_fp, "kind": kind, "n_texts": len(texts)}
+    return cache.get_or_compute(key, len(texts), compute, describe=describe)

@@ -38,6 +38,7 @@ class EncoderConfig:
     document_prompt: str | None = None  # prepended to documents; fallback the folder's "document" prompt or ""
     padding_side: str | None = None  # right | left; None keeps the tokenizer's
     precision: str = "fp32"  # inference precision: fp32 | bf16 (autocast)
+    num_layers: int | None = None  # keep only the first N transformer layers (a truncated-teacher student)
     trust_remote_code: bool = False  # never on unless asked: it runs code from the model folder
 
 
@@ -85,6 +86,8 @@ class Encoder(nn.Module):
             raise ModelNotFoundError(
                 f"cannot load model '{cfg.path}' (resolved to '{source}'): {str(e).splitlines()[0]}"
             ) from None
+        if cfg.num_layers is not None:
+            truncate_layers(backbone, cfg.num_layers)
         if tokenizer.pad_token is None:  # decoder tokenizers often lack one
             tokenizer.pad_token = tokenizer.eos_token
         if cfg.padding_side:
@@ -125,10 +128,17 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     # ----------------------------------------------------------------------------------------- forward
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
-        """Token ids -> embeddings [B, dim]; the differentiable path used by training."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: bool = True, **extra
+    ) -> torch.Tensor:
+        """Token ids -> embeddings [B, dim]; the differentiable path used by training.
+
+        `head=False` stops after pooling (no projection, no normalisation): the features a projection is fitted on.
+        """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         emb = pool(hidden, attention_mask, self.pooling)
+        if not head:
+            return emb
         if self.projection is not None:
             emb = self.projection(emb)
         return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
@@ -152,11 +162,13 @@ class Encoder(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
         show_progress: bool | None = None,
         desc: str = "encode",
+        head: bool = True,
     ) -> np.ndarray | torch.Tensor:
         """Embed texts without gradients, batching by token length to cut padding; float32, input order."""
         texts = list(texts)
+        width = self.dim if head else self.backbone.config.hidden_size
         if not texts:
-            empty = torch.zeros(0, self.dim)
+            empty = torch.zeros(0, width)
             return empty.numpy() if convert_to == "numpy" else empty
         was_training = self.training
         self.eval()
@@ -168,7 +180,7 @@ class Encoder(nn.Module):
             return_attention_mask=False,
         )["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: a memory error shows at once
-        out = torch.empty(len(texts), self.dim, dtype=torch.float32)
+        out = torch.empty(len(texts), width, dtype=torch.float32)
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
         autocast = (
@@ -178,7 +190,7 @@ class Encoder(nn.Module):
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head=head)
                 out[torch.as_tensor(idx)] = emb.float().cpu()
                 bar.update(len(idx))
         self.train(was_training)
@@ -191,15 +203,21 @@ class Encoder(nn.Module):
         return self.encode(texts, prompt=self.document_prompt, desc=kwargs.pop("desc", "documents"), **kwargs)
 
     # ----------------------------------------------------------------------------------------- identity
-    def fingerprint(self) -> str:
-        """sha256 over every weight and every setting that changes the vectors (for caches and manifests)."""
+    def fingerprint(self, head: bool = True) -> str:
+        """sha256 over every weight and every setting that changes the vectors (for caches and manifests).
+
+        `head=False` identifies the pooled features alone (`encode(head=False)`): projection and normalisation
+        are left out, so refitting a projection keeps the features' cache entry.
+        """
         h = hashlib.sha256()
         for key, tensor in sorted(self.state_dict().items()):
+            if not head and key.startswith("projection."):
+                continue
             h.update(key.encode())
             h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
         settings = (
             self.pooling,
-            self.normalize,
+            self.normalize if head else "features",
             self.max_length,
             self.precision,
             type(self.tokenizer).__name__,
@@ -240,3 +258,17 @@ class Encoder(nn.Module):
             "document_prompt": self.document_prompt,
             "precision": self.precision,
         }
+
+
+def truncate_layers(backbone: nn.Module, keep: int) -> None:
+    """Keep the first `keep` transformer blocks: the layer stack is the ModuleList as long as the config says."""
+    total = backbone.config.num_hidden_layers
+    if not 1 <= keep <= total:
+        raise ConfigError(f"num_layers={keep} is outside 1..{total} (the model's layers)")
+    stacks = [m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == total]
+    if not stacks:
+        raise ConfigError(f"cannot find the layer stack of {type(backbone).__name__} to truncate")
+    parent = next(p for p in backbone.modules() for c in p.children() if c is stacks[0])
+    name = next(n for n, c in parent.named_children() if c is stacks[0])
+    setattr(parent, name, nn.ModuleList(list(stacks[0])[:keep]))
+    backbone.config.num_hidden_layers = keep

@@ -1,0 +1,193 @@
+"""`embedlab-train`: train a student encoder from Hydra config, evaluate it, export it, record the run.
+
+    embedlab-train                                         # MiniLM + InfoNCE on SciFact train, eval on SciFact test
+    embedlab-train loss=focal_infonce loss.focal_infonce.gamma=2
+    embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> MiniLM + projection 384->768
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, setup_logging
+from embedlab.data.collate import Collator
+from embedlab.data.training import TextExample, read_pairs, read_scored, read_texts
+from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.eval.cache import EmbeddingCache, encode_cached
+from embedlab.eval.runner import EvalSettings, evaluate_tasks
+from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
+from embedlab.lit.callbacks import EvaluationCallback
+from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.optim import OptimConfig
+from embedlab.lit.teacher import TeacherTable
+from embedlab.losses import build_loss
+from embedlab.manifest import build_manifest
+from embedlab.models import Encoder
+from embedlab.models.projection import fit_ridge, set_linear
+from embedlab.report.table import format_table
+
+log = logging.getLogger("embedlab.train")
+
+
+def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
+    """Training examples by source name (one source per batch when there are several)."""
+    if data.kind == "text":
+        return {src.name: read_texts(src, root) for src in data.sources}
+    if data.kind == "pairs":
+        return {data.path: read_pairs(data.path, data.split, data.negatives_file, data.num_negatives, root)}
+    if data.kind == "scored":
+        return {Path(data.path).stem: read_scored(data.path, data.num_candidates)}
+    raise ConfigError(f"data.kind must be text, pairs or scored, got {data.kind!r}")
+
+
+def build_teacher(cfg: DictConfig, groups: list[list[str]], ids: list[str], cache: EmbeddingCache | None):
+    """(teacher encoder or None, teacher table or None) from the `teacher` group; `groups`: texts per source."""
+    t = cfg.teacher
+    if t.get("file"):
+        return None, TeacherTable.from_file(t.file, ids)
+    if not t.get("path"):
+        return None, None
+    settings = {"max_length": t.get("max_length"), "precision": t.get("precision", "fp32")}
+    node = OmegaConf.merge(OmegaConf.structured(encoder_config(t.path).__dict__),
+                           {k: v for k, v in settings.items() if v is not None})
+    teacher = build_encoder(node)
+    if not t.get("cache", True):
+        return teacher, None
+    log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
+    return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.get("batch_size", 32))
+
+
+def init_projection(student: Encoder, texts: list[str], table: TeacherTable, ridge: float,
+                    cache: EmbeddingCache | None, batch_size: int) -> None:
+    """Closed-form projection (ridge regression of teacher embeddings on the frozen student's features)."""
+    if student.projection is None:
+        raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
+    features = encode_cached(student, texts, kind="features", cache=cache, batch_size=batch_size)
+    weight, bias = fit_ridge(np.asarray(features), np.asarray(table.embeddings), ridge)
+    set_linear(student.projection, weight, bias)
+    log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(texts), ridge)
+
+
+def text_of(example) -> str:
+    """The text a teacher embeds for LEAF targets: the raw text, or a pair's / list's query."""
+    return example.text if isinstance(example, TextExample) else example.query
+
+
+def make_logger(cfg: DictConfig, out_dir: Path):
+    if cfg.logger.kind == "csv":
+        return pl.loggers.CSVLogger(out_dir, name="logs")
+    if cfg.logger.kind == "wandb":
+        return pl.loggers.WandbLogger(project=cfg.logger.project, save_dir=str(out_dir), mode=cfg.logger.mode,
+                                      group=cfg.logger.group, tags=list(cfg.logger.tags),
+                                      config=OmegaConf.to_container(cfg, resolve=True))
+    raise ConfigError(f"logger.kind must be wandb or csv, got {cfg.logger.kind!r}")
+
+
+def heldout_cosine(student: Encoder, texts: list[str], targets: np.ndarray, batch_size: int) -> float:
+    """Mean cosine between the student's and the teacher's vectors of texts the student never trained on."""
+    s = np.asarray(student.encode(texts, batch_size=batch_size), dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    cos = (s * t).sum(1) / (np.linalg.norm(s, axis=1) * np.linalg.norm(t, axis=1))
+    return float(cos.mean())
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    started = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True)
+    loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
+    optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
+    optim.check()
+    settings = EvalSettings(limit=cfg.eval.limit, max_docs=cfg.eval.max_docs, batch_size=cfg.eval.batch_size)
+    cache = EmbeddingCache() if cfg.eval.cache else None
+
+    student = build_encoder(cfg.model)
+    examples = read_examples(cfg.data, cfg.data.root)
+    dm = EmbeddingDataModule(examples, Collator(student.tokenizer, cfg.data.max_length, student.query_prompt,
+                                                student.document_prompt),
+                             batch_size=cfg.data.batch_size, seed=cfg.seed, group_by_length=cfg.data.group_by_length,
+                             drop_last=cfg.data.drop_last, heldout=cfg.data.heldout)
+    groups = [[text_of(e) for e in source] for source in examples.values()]  # dm.all_examples order
+    texts = [t for g in groups for t in g]
+    ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
+    teacher, table = build_teacher(cfg, groups, ids, cache)
+    module = EmbeddingModule(student, loss, optim, teacher=teacher if table is None else None, teacher_table=table)
+    if cfg.projection.init == "ridge":
+        if table is None:
+            raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
+        init_projection(student, texts, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
+    if cfg.projection.freeze_backbone:
+        student.backbone.requires_grad_(False)
+
+    tasks = list(cfg.eval.tasks)
+    evaluators = [EvaluationCallback(tasks, every_n_steps=cfg.eval.every_n_steps, settings=settings,
+                                     data_root=cfg.data.root, cache=cache)]
+    if cfg.eval.asymmetric and teacher is not None:
+        evaluators.append(EvaluationCallback([t for t in tasks if t in ("scifact", "arguana")],
+                                             every_n_steps=cfg.eval.every_n_steps, settings=settings,
+                                             data_root=cfg.data.root, document_encoder=teacher, cache=cache,
+                                             prefix="eval_asymmetric"))
+    before = {}
+    if cfg.eval.before_training:
+        before = {r.task: r.metrics for r in evaluate_tasks(tasks, student, settings=settings,
+                                                            data_root=cfg.data.root, cache=cache)}
+        write_json_atomic(out_dir / "metrics_before.json", before)
+
+    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=make_logger(cfg, out_dir),
+                         callbacks=[*evaluators, pl.callbacks.LearningRateMonitor("step")],
+                         enable_checkpointing=False, default_root_dir=str(out_dir), deterministic=True)
+    trainer.fit(module, datamodule=dm)
+
+    metrics = {r.task: r.metrics for r in evaluators[0].last}
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    if len(evaluators) > 1:
+        write_json_atomic(out_dir / "metrics_asymmetric.json", {r.task: r.metrics for r in evaluators[1].last})
+    summary = {"train_seconds": round(time.perf_counter() - started, 1), "steps": trainer.global_step}
+    if table is not None and dm.heldout_rows:
+        rows = np.asarray(dm.heldout_rows)
+        summary["heldout_cosine"] = heldout_cosine(student, [texts[i] for i in rows], table.embeddings[rows],
+                                                   cfg.eval.batch_size)
+    if cfg.export:
+        student.save(out_dir / "model")
+    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_json_atomic(out_dir / "manifest.json", build_manifest(
+        seed=cfg.seed, data={"train_texts": fingerprint(texts)},
+        models={"student": student.fingerprint(), **({"teacher": teacher.fingerprint()} if teacher else {})},
+        extra={"summary": summary, "teacher_source": table.source if table is not None else None},
+    ))
+    print(results_table(before, metrics, summary))
+    print(f"\nrun directory: {out_dir}")
+    return {"metrics": metrics, "before": before, "summary": summary}
+
+
+def results_table(before: dict, after: dict, summary: dict) -> str:
+    rows = []
+    for task, metrics in after.items():
+        key = "ndcg_at_10" if "ndcg_at_10" in metrics else "cosine_spearman"
+        rows.append({"task": task, "metric": key, "before": before.get(task, {}).get(key), "after": metrics[key]})
+    text = format_table(rows, ["task", "metric", "before", "after"])
+    extras = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+    return f"{text}\n{extras}"
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    setup_logging()
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except EmbedlabError as e:  # user-facing problems: one line, no traceback
+        log.error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Batches of similar length drawn from one source at a time.
+
+Why: sequences in a batch are padded to the longest one, so batching texts of similar length cuts the padding
+(compute spent on pad tokens) by a large factor. Sorting happens only inside "megabatches" of
+`batch_size * megabatch_factor` randomly permuted examples, so batches stay random across the epoch; the batch
+order is shuffled too, so long and short batches are interleaved. With several sources (datasets), every batch
+holds examples of one source only: in-batch negatives then come from the same distribution as the positive,
+which keeps the contrastive task meaningful (a query about biology is not trivially separated from a pool of
+forum posts), as multi-dataset embedding training does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from embedlab.errors import ConfigError
+
+
+class _EpochHook:
+    """Lightning calls `set_epoch` on `dataloader.sampler` and `dataloader.batch_sampler.sampler`, never on the
+    batch sampler itself; this stand-in forwards that call so each epoch gets a new order."""
+
+    def __init__(self, owner: LengthGroupedBatchSampler) -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Yields lists of dataset positions; every position exactly once per epoch (minus dropped short batches).
+
+    The order is a pure function of (seed, epoch): `numpy.random.default_rng([seed, epoch])` (independent streams: seed 3 epoch 1 is not seed 4 epoch 0).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        sources: Sequence[int] | None = None,
+        seed: int = 0,
+        group_by_length: bool = True,
+        drop_last: bool = False,
+        megabatch_factor: int = 50,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if megabatch_factor < 1:
+            raise ConfigError(f"megabatch_factor must be at least 1, got {megabatch_factor}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if sources is None:
+            self.sources = np.zeros(len(self.lengths), dtype=np.int64)
+        else:
+            self.sources = np.asarray(sources, dtype=np.int64)
+            if self.sources.shape != self.lengths.shape:
+                raise ConfigError(f"{len(self.sources)} source labels for {len(self.lengths)} lengths")
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.group_by_length, self.drop_last, self.megabatch_factor = group_by_length, drop_last, megabatch_factor
+        # Positions of each source, in dataset order; sorted source ids make the order independent of hashing.
+        self._groups = [np.flatnonzero(self.sources == s) for s in np.unique(self.sources)]
+        self.sampler = _EpochHook(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _source_batches(self, positions: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        perm = positions[rng.permutation(len(positions))]
+        if self.group_by_length:
+            size = self.batch_size * self.megabatch_factor
+            chunks = [perm[i : i + size] for i in range(0, len(perm), size)]
+            # Stable sort keeps the random order among equal lengths; longest first.
+            perm = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
+        batches = [perm[i : i + self.batch_size].tolist() for i in range(0, len(perm), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()  # megabatches are whole multiples of batch_size, so only the source's last one is short
+        return batches
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, in the order they are yielded."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = [b for group in self._groups for b in self._source_batches(group, rng)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        sizes = [len(g) for g in self._groups]
+        if self.drop_last:
+            return sum(n // self.batch_size for n in sizes)
+        return sum(-(-n // self.batch_size) for n in sizes)

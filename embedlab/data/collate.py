@@ -1,0 +1,123 @@
+"""Turn a list of `(index, example)` into the tensors `EmbeddingModule.embed` consumes.
+
+Padding is dynamic (to the longest text of the batch, capped at `max_length`): with length-grouped batches
+(see `embedlab.data.batching`) this is where the saved compute comes from. `index` is the example's row in the
+data module's flat example list, which is also the row of its cached teacher embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
+from embedlab.errors import ConfigError
+
+Batch = dict[str, Any]
+
+
+class Collator:
+    def __init__(self, tokenizer, max_length: int, query_prompt: str = "", document_prompt: str = "") -> None:
+        if max_length < 1:
+            raise ConfigError(f"max_length must be at least 1, got {max_length}")
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.query_prompt, self.document_prompt = query_prompt, document_prompt
+
+    @classmethod
+    def for_encoder(cls, encoder) -> Collator:
+        """Tokenizer, length limit and prompts of the encoder being trained."""
+        return cls(encoder.tokenizer, encoder.max_length, encoder.query_prompt, encoder.document_prompt)
+
+    def tokenize(self, texts: Sequence[str], prompt: str = "") -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            [prompt + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def __call__(self, items: Sequence[tuple[int, Example]]) -> Batch:
+        if not items:
+            raise ConfigError("cannot collate an empty batch")
+        index = torch.tensor([i for i, _ in items], dtype=torch.long)
+        examples = [e for _, e in items]
+        kinds = {type(e).__name__ for e in examples}
+        if len(kinds) > 1:
+            raise ConfigError(f"a batch mixes example types {sorted(kinds)}; keep one type per training run")
+        first = examples[0]
+        if isinstance(first, TextExample):
+            batch = self._texts(examples)
+        elif isinstance(first, PairExample):
+            batch = self._pairs(examples)
+        elif isinstance(first, ScoredExample):
+            batch = self._scored(examples)
+        else:
+            raise ConfigError(f"cannot collate examples of type {type(first).__name__}")
+        batch["index"] = index
+        return batch
+
+    def _texts(self, examples: list[TextExample]) -> Batch:
+        # Distillation texts are raw documents: no prompt, so student and teacher see the same string.
+        texts = [e.text for e in examples]
+        return {"query": self.tokenize(texts), "texts": texts}
+
+    def _pairs(self, examples: list[PairExample]) -> Batch:
+        k = len(examples[0].negatives)
+        bad = sorted({n for e in examples for n in (len(e.negatives), len(e.negative_ids)) if n != k})
+        if bad:
+            raise ConfigError(
+                f"a batch mixes {k} and {bad} hard negatives per query; read pairs with a fixed "
+                "num_negatives so every query has the same count"
+            )
+        queries = [e.query for e in examples]
+        docs = [e.positive for e in examples] + [n for e in examples for n in e.negatives]
+        return {
+            "query": self.tokenize(queries, self.query_prompt),
+            "documents": self.tokenize(docs, self.document_prompt),
+            "num_negatives": k,
+            "document_mask": document_mask(examples),
+            "texts": queries,
+        }
+
+    def _scored(self, examples: list[ScoredExample]) -> Batch:
+        c = len(examples[0].candidates)
+        bad = sorted({len(e.candidates) for e in examples if len(e.candidates) != c})
+        if bad:
+            raise ConfigError(
+                f"a batch mixes {c} and {bad} candidates per query; read scored lists with a fixed num_candidates"
+            )
+        queries = [e.query for e in examples]
+        candidates = [d for e in examples for d in e.candidates]
+        return {
+            "query": self.tokenize(queries, self.query_prompt),
+            "candidates": self.tokenize(candidates, self.document_prompt),
+            "num_candidates": c,
+            "teacher_scores": torch.tensor([list(e.scores) for e in examples], dtype=torch.float32),
+            "texts": queries,
+        }
+
+
+def document_mask(examples: Sequence[PairExample]) -> torch.Tensor:
+    """[B, B*(1+K)], False where pool document j must not be a negative for query i.
+
+    The pool is the B positives, then every hard negative row-major. Query i's known relevant documents are the
+    positives of every batch example with its query id (itself included). A pool document with one of those ids
+    is masked off: the same document as i's positive under another copy (two queries sharing a relevant
+    document, or a mined negative that is another query's positive), or another relevant document of the same
+    query. (i, i) is the target and always True.
+    """
+    b = len(examples)
+    pool_ids = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
+    relevant: dict[str, set[str]] = {}
+    for e in examples:
+        relevant.setdefault(e.query_id, set()).add(e.positive_id)
+    mask = torch.ones(b, len(pool_ids), dtype=torch.bool)
+    for i, ex in enumerate(examples):
+        known = relevant[ex.query_id]
+        mask[i] = torch.tensor([doc_id not in known for doc_id in pool_ids], dtype=torch.bool)
+        mask[i, i] = True
+    return mask

@@ -1,0 +1,152 @@
+"""Training sets: plain texts (distillation), (query, positive, negatives) tuples, and scored candidate lists.
+
+Every example carries ids so a batch can mask duplicate documents and look up cached teacher embeddings.
+Sources are named in config; a text's id is `<source>:<id in the source>` so ids stay unique across sources.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedlab.data.beir import find_data_file, load_beir, read_beir_jsonl
+from embedlab.data.sts import load_sts
+from embedlab.data.tasks import data_root
+from embedlab.errors import ConfigError, DataFormatError
+
+
+@dataclass(frozen=True)
+class TextExample:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PairExample:
+    query_id: str
+    query: str
+    positive_id: str
+    positive: str
+    negative_ids: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScoredExample:
+    query_id: str
+    query: str
+    candidate_ids: tuple[str, ...]
+    candidates: tuple[str, ...]
+    scores: tuple[float, ...]  # teacher scores, one per candidate (candidate 0 = the positive for margin_mse)
+
+
+Example = TextExample | PairExample | ScoredExample
+TEXT_SOURCES = ("beir_corpus", "beir_queries", "sts_sentences", "jsonl")
+
+
+def _resolve(path: str, root: str | Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() else data_root(root) / path
+
+
+def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> list[TextExample]:
+    """One text source from config: {name, type, path, split?, text_field?, id_field?, limit?}."""
+    name, kind, limit = source.get("name"), source.get("type"), source.get("limit")
+    if not name or kind not in TEXT_SOURCES:
+        raise ConfigError(f"text source {dict(source)} needs a name and a type in {TEXT_SOURCES}")
+    path = _resolve(str(source["path"]), root)
+    if kind == "beir_corpus":
+        corpus = find_data_file(path, "corpus.jsonl")
+        if corpus is None:
+            raise ConfigError(f"text source '{name}': {path / 'corpus.jsonl'} not found (nor its .gz)")
+        items = [(i, t) for _, i, t in read_beir_jsonl(corpus, optional_title=True)]
+    elif kind == "beir_queries":
+        data = load_beir(path, split=source.get("split", "train"))
+        items = list(data.queries.items())
+    elif kind == "sts_sentences":
+        pairs = load_sts(path, split=source.get("split", "train"))
+        items = [(f"s{i}", s) for i, s in enumerate(dict.fromkeys(pairs.sentences1 + pairs.sentences2))]
+    else:
+        items = list(_jsonl_texts(path, source.get("id_field", "id"), source.get("text_field", "text")))
+    items = items[:limit] if limit else items
+    return [TextExample(f"{name}:{i}", t) for i, t in items if t.strip()]
+
+
+def _jsonl_texts(path: Path, id_field: str, text_field: str) -> Iterator[tuple[str, str]]:
+    for lineno, rec in _jsonl_records(path):
+        text = rec.get(text_field)
+        if not isinstance(text, str):
+            raise DataFormatError(path, lineno, text_field, "missing or not a string")
+        yield str(rec.get(id_field, lineno)), text
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise ConfigError(f"training file {path} not found")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataFormatError(path, lineno, None, "expected a JSON object")
+            yield lineno, rec
+
+
+def read_pairs(folder: str | Path, split: str = "train", negatives_file: str | Path | None = None,
+               num_negatives: int = 0, root: str | Path | None = None) -> list[PairExample]:
+    """(query, positive) pairs from BEIR qrels (one example per relevant document), with hard negatives from a
+    mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given."""
+    data = load_beir(_resolve(str(folder), root), split=split)
+    negatives: dict[str, list[str]] = {}
+    if negatives_file is not None and num_negatives > 0:
+        path = Path(negatives_file)
+        for lineno, rec in _jsonl_records(path):
+            ids = rec.get("negative_ids")
+            if not isinstance(rec.get("query_id"), str) or not isinstance(ids, list):
+                raise DataFormatError(path, lineno, "query_id/negative_ids", "need a string and a list")
+            unknown = [d for d in ids if d not in data.corpus]
+            if unknown:
+                raise DataFormatError(path, lineno, "negative_ids", f"unknown document ids {unknown[:3]}")
+            negatives[rec["query_id"]] = ids
+    examples = []
+    for qid, docs in data.qrels.items():
+        negs = tuple(negatives.get(qid, [])[:num_negatives])
+        if num_negatives and len(negs) < num_negatives:
+            continue  # a fixed K keeps tensors rectangular; such queries are counted below
+        for did, rel in docs.items():
+            if rel > 0 and did in data.corpus:
+                examples.append(PairExample(qid, data.queries[qid], did, data.corpus[did], negs,
+                                            tuple(data.corpus[n] for n in negs)))
+    if not examples:
+        raise ConfigError(f"no training pairs from {folder} split {split!r} (with {num_negatives} negatives each)")
+    return examples
+
+
+def read_scored(path: str | Path, num_candidates: int | None = None) -> list[ScoredExample]:
+    """Scored lists, JSONL: {"query_id", "query", "candidate_ids", "candidates", "scores"} (as `embedlab-score`
+    writes). Lists are cut to `num_candidates` (keeping order) so a batch is rectangular."""
+    path = Path(path)
+    out = []
+    for lineno, rec in _jsonl_records(path):
+        for key in ("query_id", "query", "candidate_ids", "candidates", "scores"):
+            if key not in rec:
+                raise DataFormatError(path, lineno, key, "missing")
+        n = len(rec["candidates"])
+        if not (len(rec["candidate_ids"]) == n == len(rec["scores"])) or n < 2:
+            raise DataFormatError(path, lineno, "scores", "candidate_ids, candidates and scores need one entry each, "
+                                  "at least 2")
+        k = min(n, num_candidates or n)
+        out.append(ScoredExample(str(rec["query_id"]), rec["query"], tuple(rec["candidate_ids"][:k]),
+                                 tuple(rec["candidates"][:k]), tuple(float(s) for s in rec["scores"][:k])))
+    if num_candidates is not None:
+        out = [e for e in out if len(e.candidates) == num_candidates]
+    if not out:
+        raise ConfigError(f"{path}: no scored lists (with {num_candidates} candidates)")
+    return out

@@ -1,0 +1,1 @@
+"""Lightning: the training module, its data module, teacher targets and callbacks."""

@@ -1,0 +1,53 @@
+"""Lightning callbacks: evaluation of the student on dev tasks during and after training."""
+
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+
+from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.runner import EvalSettings, TaskResult, evaluate_tasks
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationCallback(pl.Callback):
+    """Evaluate the student every `every_n_steps` optimizer steps and at the end; log `eval/<task>/<metric>`.
+
+    With `document_encoder` (e.g. the teacher) retrieval runs asymmetrically: its documents, the student's queries.
+    The frozen document side hits the embedding cache after the first evaluation.
+    """
+
+    def __init__(self, tasks: list[str], *, every_n_steps: int = 0, settings: EvalSettings | None = None,
+                 data_root: str | None = None, document_encoder=None, cache: EmbeddingCache | None = None,
+                 prefix: str = "eval") -> None:
+        self.tasks, self.every_n_steps, self.settings = list(tasks), every_n_steps, settings or EvalSettings()
+        self.data_root, self.document_encoder, self.cache, self.prefix = data_root, document_encoder, cache, prefix
+        self.last: list[TaskResult] = []
+        self._last_step = -1
+
+    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule) -> list[TaskResult]:
+        student = module.student
+        docs = self.document_encoder or student
+        query = student if self.document_encoder is not None else None
+        self.last = evaluate_tasks(self.tasks, docs, query, settings=self.settings, data_root=self.data_root,
+                                   cache=self.cache)
+        student.train()
+        metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        main = {r.task: round(r.metrics.get("ndcg_at_10", r.metrics.get("cosine_spearman", float("nan"))), 4)
+                for r in self.last}
+        log.info("%s at step %d: %s", self.prefix, trainer.global_step, main)
+        self._last_step = trainer.global_step
+        return self.last
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.global_step != self._last_step:
+            self.evaluate(trainer, pl_module)

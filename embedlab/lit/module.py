@@ -1,0 +1,92 @@
+"""EmbeddingModule: a student encoder trained by a weighted set of losses, optionally against a teacher.
+
+The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → loss → logs.
+`embed` is the one place a step strategy (GradCache, cross-device gather) plugs in; losses never see a model.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from embedlab.errors import ConfigError
+from embedlab.lit.optim import OptimConfig, lr_lambda, parameter_groups
+from embedlab.lit.teacher import TeacherTable
+from embedlab.losses import Embeddings, Loss
+from embedlab.models import Encoder
+
+
+class EmbeddingModule(pl.LightningModule):
+    def __init__(self, student: Encoder, loss: Loss, optim: OptimConfig | None = None, *,
+                 teacher: Encoder | None = None, teacher_table: TeacherTable | None = None) -> None:
+        super().__init__()
+        self.student, self.loss = student, loss
+        self.optim = optim or OptimConfig()
+        self.optim.check()
+        loss.check_dim(student.dim)
+        self.teacher_table = teacher_table
+        self.teacher = teacher
+        if teacher is not None:  # frozen: kept out of the optimizer, the checkpoint's trainable state and autograd
+            teacher.requires_grad_(False).eval()
+        if "teacher" in loss.requires:
+            if teacher is None and teacher_table is None:
+                raise ConfigError("the loss needs teacher embeddings (leaf): configure teacher=... or teacher.file=...")
+            teacher_dim = teacher_table.dim if teacher_table is not None else teacher.dim
+            if teacher_dim != student.dim:
+                raise ConfigError(f"student embeddings have {student.dim} dims but the teacher's have {teacher_dim}: "
+                                  f"set model.projection_dim={teacher_dim}")
+
+    # ------------------------------------------------------------------------------------------- the step
+    def embed(self, batch: dict) -> Embeddings:
+        """Run the student over the batch's texts and gather targets into an `Embeddings` record."""
+        query = self.student(**batch["query"])
+        b = query.shape[0]
+        emb = Embeddings(query=query)
+        if "documents" in batch:
+            docs = self.student(**batch["documents"])
+            k = int(batch["num_negatives"])
+            emb.positive = docs[:b]
+            emb.negatives = docs[b:].view(b, k, -1) if k else None
+            emb.document_mask = batch.get("document_mask")
+        if "candidates" in batch:
+            emb.candidates = self.student(**batch["candidates"]).view(b, int(batch["num_candidates"]), -1)
+            emb.teacher_scores = batch["teacher_scores"]
+        if "teacher" in self.loss.requires:
+            emb.teacher = self._teacher_targets(batch).to(query.device)
+        return emb
+
+    def _teacher_targets(self, batch: dict) -> torch.Tensor:
+        if self.teacher_table is not None:
+            return self.teacher_table.lookup(batch["index"])
+        assert self.teacher is not None
+        return self.teacher.encode(batch["texts"], batch_size=len(batch["texts"]), convert_to="torch")
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.loss(self.embed(batch))
+        size = batch["query"]["input_ids"].shape[0]
+        self.log("train/loss", out.value, prog_bar=True, batch_size=size)
+        for key, value in out.logs.items():
+            self.log(f"train/{key}", value, batch_size=size)
+        return out.value
+
+    # ------------------------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self):
+        groups = parameter_groups(self.student, self.optim)
+        optimizer = torch.optim.AdamW(groups, betas=tuple(self.optim.betas), eps=self.optim.eps)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, self.optim))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def state_dict(self, *args, **kwargs):
+        """Checkpoints hold the student only: the frozen teacher is rebuilt from its config, not copied."""
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("teacher.")}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        missing_ok = {k for k in super().state_dict() if k.startswith("teacher.")}
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict:
+            bad = [k for k in result.missing_keys if k not in missing_ok] + list(result.unexpected_keys)
+            if bad:
+                raise RuntimeError(f"checkpoint does not match the model: {bad[:5]}")
+        return result

@@ -1,0 +1,63 @@
+"""AdamW with parameter groups and a warmup + decay schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from embedlab.errors import ConfigError
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-5  # backbone learning rate
+    projection_lr: float | None = 1e-3  # learning rate of a projection head; None = lr
+    weight_decay: float = 0.01  # AdamW decay; never on biases and norm weights
+    warmup_ratio: float = 0.1  # share of the steps with a linear warmup from 0
+    schedule: str = "linear"  # linear | cosine | constant (after warmup)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def check(self) -> None:
+        if self.lr <= 0 or (self.projection_lr is not None and self.projection_lr <= 0):
+            raise ConfigError(f"learning rates must be > 0, got lr={self.lr}, projection_lr={self.projection_lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule '{self.schedule}'; choose from {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+def parameter_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Four groups at most: {backbone, projection} × {decay, no decay}; frozen parameters are left out."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = name.startswith("projection.") or ".projection." in name
+        decay = param.ndim > 1 and not any(name.endswith(n) for n in NO_DECAY)
+        groups.setdefault((is_head, decay), []).append(param)
+    return [
+        {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+         "lr": (cfg.projection_lr or cfg.lr) if head else cfg.lr, "name": f"{'head' if head else 'backbone'}"
+         f"{'' if decay else '_no_decay'}"}
+        for (head, decay), params in sorted(groups.items())
+    ]
+
+
+def lr_lambda(total_steps: int, cfg: OptimConfig):
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

@@ -1,0 +1,86 @@
+"""What every loss consumes and returns. Losses are pure functions of embeddings/scores: they never run a model.
+
+A training step (the Lightning module, through its step strategy) turns a batch into an `Embeddings` record; each
+loss reads the fields it declares in `requires` and returns a `LossOutput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
+
+import torch
+
+from embedlab.errors import ConfigError
+
+EMBEDDING_FIELDS = ("query", "positive", "negatives", "candidates")
+
+
+@dataclass
+class Embeddings:
+    """One batch as vectors and scores. Shapes: B queries/texts, K hard negatives, C scored candidates, D dims."""
+
+    query: torch.Tensor | None = None  # [B, D] queries, or the texts themselves for text-only distillation
+    positive: torch.Tensor | None = None  # [B, D] one positive document per query
+    negatives: torch.Tensor | None = None  # [B, K, D] hard negatives per query
+    candidates: torch.Tensor | None = None  # [B, C, D] a scored list per query (candidate 0 = the positive)
+    teacher: torch.Tensor | None = None  # [B, Dt] teacher embeddings of the same texts as `query` (LEAF)
+    teacher_scores: torch.Tensor | None = None  # [B, C] teacher scores of `candidates`
+    # [B, B*(1+K)] False where an in-batch document is the same document as the query's positive (same id), so it
+    # must not count as a negative. Columns follow `documents()`: B positives, then B*K negatives row-major.
+    document_mask: torch.Tensor | None = None
+
+    def documents(self) -> torch.Tensor:
+        """Positives followed by every hard negative of the batch: [B*(1+K), D] (the in-batch document pool)."""
+        assert self.positive is not None
+        if self.negatives is None:
+            return self.positive
+        return torch.cat([self.positive, self.negatives.reshape(-1, self.negatives.shape[-1])])
+
+    def truncated(self, dim: int) -> Embeddings:
+        """First `dim` coordinates of every student embedding (Matryoshka); teacher fields are truncated too when
+        they live in the same space (same size), since a LEAF student inherits the teacher's nested dims."""
+        student_dim = next(getattr(self, f).shape[-1] for f in EMBEDDING_FIELDS if getattr(self, f) is not None)
+        changes = {f: getattr(self, f)[..., :dim] for f in EMBEDDING_FIELDS if getattr(self, f) is not None}
+        if self.teacher is not None and self.teacher.shape[-1] == student_dim:
+            changes["teacher"] = self.teacher[..., :dim]
+        return replace(self, **changes)
+
+    def present(self) -> set[str]:
+        return {f.name for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class LossOutput:
+    value: torch.Tensor  # scalar to backpropagate
+    logs: dict[str, float] = field(default_factory=dict)  # extra figures worth plotting (accuracy, margins, ...)
+
+
+class Loss(torch.nn.Module):
+    """Base class: subclasses set `requires` and implement `forward(emb) -> LossOutput`."""
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def check_inputs(self, emb: Embeddings) -> None:
+        missing = self.requires - emb.present()
+        if missing:
+            raise ConfigError(
+                f"loss '{type(self).__name__}' needs {sorted(missing)} but the batch has only {sorted(emb.present())}; "
+                "check that the data set and the loss fit together (e.g. leaf needs a teacher)"
+            )
+
+    def check_dim(self, dim: int) -> None:
+        """Called once with the student's embedding size, before training; wrappers override."""
+
+
+def positive_temperature(value: float, name: str = "temperature") -> float:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities [..., N, M] between rows of a [..., N, D] and b [..., M, D]."""
+    a = torch.nn.functional.normalize(a, dim=-1)
+    b = torch.nn.functional.normalize(b, dim=-1)
+    return a @ b.transpose(-1, -2)

@@ -1,0 +1,91 @@
+"""InfoNCE with in-batch and hard negatives, optional focal reweighting and hard-negative mixing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from embedlab.errors import ConfigError
+from embedlab.losses.base import Embeddings, Loss, LossOutput, positive_temperature
+from embedlab.losses.hn_mixing import HardNegativeMixing
+
+
+class InfoNCE(Loss):
+    r"""Contrastive loss over an in-batch document pool (van den Oord et al. 2018, "CPC"; DPR, Karpukhin et al. 2020).
+
+    Inputs: ``query`` [B, D], ``positive`` [B, D], optional ``negatives`` [B, K, D] and ``document_mask``.
+    The pool is every positive and every hard negative of the batch (B(1+K) documents). With
+    s_ij = cos(q_i, d_j) / τ and p_i = softmax_j(s_ij) at the query's own positive j = i:
+
+        L = −(1/B) Σ_i w_i · log p_i,    w_i = (1 − p_i)^γ
+
+    γ = 0 is plain InfoNCE (w_i = 1); γ > 0 is the focal-style reweighting of KaLM-Embedding-V2 (Zhao et al. 2025),
+    after the focal loss of Lin et al. 2017: examples the model already ranks well (p_i → 1) count less. The weight
+    is not detached, as in the focal loss itself.
+
+    Options: ``symmetric`` adds the document→query direction (positives against all queries) and averages the two;
+    ``query_query`` / ``doc_doc`` add the other queries / other positives as extra negatives (GTE, Li et al. 2023);
+    ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`). In-batch documents masked off by
+    ``document_mask`` (the same document as the query's positive) are never negatives.
+    """
+
+    requires = frozenset({"query", "positive"})
+
+    def __init__(self, temperature: float = 0.05, gamma: float = 0.0, symmetric: bool = False,
+                 query_query: bool = False, doc_doc: bool = False, mixing: HardNegativeMixing | None = None) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
+        self.temperature = positive_temperature(temperature)
+        self.gamma, self.symmetric, self.query_query, self.doc_doc = float(gamma), symmetric, query_query, doc_doc
+        self.mixing = mixing
+
+    def forward(self, emb: Embeddings) -> LossOutput:
+        self.check_inputs(emb)
+        q = F.normalize(emb.query, dim=-1)
+        docs = F.normalize(emb.documents(), dim=-1)
+        b = q.shape[0]
+        scores = q @ docs.T  # [B, N] cosines
+        valid = _valid_mask(emb.document_mask, b, docs.shape[0], q.device)
+        scores = scores.masked_fill(~valid, float("-inf"))
+        blocks = [scores]
+        if self.query_query:
+            blocks.append((q @ q.T).masked_fill(torch.eye(b, dtype=torch.bool, device=q.device), float("-inf")))
+        if self.doc_doc:
+            p = docs[:b]
+            same = ~valid[:, :b] | torch.eye(b, dtype=torch.bool, device=q.device)
+            blocks.append((p @ p.T).masked_fill(same, float("-inf")))
+        if self.mixing is not None:
+            synthetic = self.mixing(q, docs, scores)  # [B, S, D], detached
+            mixed = torch.einsum("bd,bsd->bs", q, synthetic)
+            # A query whose in-batch documents are all masked (or its positive alone) has nothing to mix from.
+            has_negative = torch.isfinite(scores).sum(dim=1) > 1
+            blocks.append(mixed.masked_fill(~has_negative[:, None], float("-inf")))
+        logits = torch.cat(blocks, dim=1) / self.temperature
+        loss, log_p = self._weighted_nll(logits)
+        logs = {"accuracy": (logits.argmax(1) == torch.arange(b, device=q.device)).float().mean().item(),
+                "p_positive": log_p.exp().mean().item()}
+        if self.symmetric:
+            back = (docs[:b] @ q.T).masked_fill(~valid[:, :b].T, float("-inf")) / self.temperature
+            loss_back, _ = self._weighted_nll(back)
+            logs["loss_doc_to_query"] = loss_back.item()
+            loss = (loss + loss_back) / 2
+        return LossOutput(loss, logs)
+
+    def _weighted_nll(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of −w_i log p_i with the target of row i in column i; returns (loss, log p_i)."""
+        idx = torch.arange(logits.shape[0], device=logits.device)
+        log_p = logits.log_softmax(dim=1)[idx, idx]
+        if self.gamma == 0:
+            return -log_p.mean(), log_p
+        weight = (1 - log_p.exp()).clamp(min=0) ** self.gamma
+        return -(weight * log_p).mean(), log_p
+
+
+def _valid_mask(mask: torch.Tensor | None, b: int, n: int, device: torch.device) -> torch.Tensor:
+    """Which pool documents may serve as query i's negatives; its own positive (column i) always stays."""
+    valid = torch.ones(b, n, dtype=torch.bool, device=device) if mask is None else mask.to(device).bool().clone()
+    if valid.shape != (b, n):
+        raise ConfigError(f"document_mask has shape {tuple(valid.shape)}, expected {(b, n)}")
+    valid[torch.arange(b), torch.arange(b)] = True
+    return valid

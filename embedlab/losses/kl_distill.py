@@ -1,0 +1,37 @@
+"""Soft-label distillation: match the student's score distribution over a query's candidates to a teacher's."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from embedlab.errors import ConfigError
+from embedlab.losses.base import Embeddings, Loss, LossOutput, cosine_matrix, positive_temperature
+
+
+class KLDistill(Loss):
+    r"""KL(teacher ‖ student) over each query's candidate list (Hinton et al. 2015; RocketQAv2, Ren et al. 2021;
+    the soft labels of LG-ANNA from retriever/reranker scores).
+
+    Inputs: ``query`` [B, D], ``candidates`` [B, C, D], ``teacher_scores`` [B, C]. With student scores
+    s_ic = cos(q_i, c_ic) / τ_s and teacher scores t_ic / τ_t:
+
+        L = (1/B) Σ_i Σ_c P^t_ic (log P^t_ic − log P^s_ic),   P^t_i = softmax(t_i / τ_t),  P^s_i = softmax(s_i)
+    """
+
+    requires = frozenset({"query", "candidates", "teacher_scores"})
+
+    def __init__(self, student_temperature: float = 0.05, teacher_temperature: float = 1.0) -> None:
+        super().__init__()
+        self.student_temperature = positive_temperature(student_temperature, "student_temperature")
+        self.teacher_temperature = positive_temperature(teacher_temperature, "teacher_temperature")
+
+    def forward(self, emb: Embeddings) -> LossOutput:
+        self.check_inputs(emb)
+        student = cosine_matrix(emb.query.unsqueeze(1), emb.candidates).squeeze(1) / self.student_temperature
+        teacher = emb.teacher_scores.to(student.dtype)
+        if teacher.shape != student.shape:
+            raise ConfigError(f"kl_distill: teacher_scores {tuple(teacher.shape)} vs candidates {tuple(student.shape)}")
+        log_p_teacher = (teacher / self.teacher_temperature).log_softmax(dim=-1)
+        loss = F.kl_div(student.log_softmax(dim=-1), log_p_teacher, log_target=True, reduction="batchmean")
+        agree = (student.argmax(-1) == teacher.argmax(-1)).float().mean().item()
+        return LossOutput(loss, {"top1_agreement": agree})
