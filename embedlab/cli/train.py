@@ -1,8 +1,8 @@
 """`embedlab-train`: train a student encoder from Hydra config, evaluate it, export it, record the run.
 
-    embedlab-train                                         # MiniLM + InfoNCE on SciFact train, eval on SciFact test
-    embedlab-train loss=focal_infonce loss.focal_infonce.gamma=2
-    embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> MiniLM + projection 384->768
+embedlab-train                                         # MiniLM + InfoNCE on SciFact train, eval on SciFact test
+embedlab-train loss=focal_infonce loss.focal_infonce.gamma=2
+embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> MiniLM + projection 384->768
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def build_teacher(cfg: DictConfig, groups: list[list[str]], ids: list[str], cach
     if not t.get("path"):
         return None, None
     settings = {"max_length": t.get("max_length"), "precision": t.get("precision", "fp32")}
-    node = OmegaConf.merge(OmegaConf.structured(encoder_config(t.path).__dict__),
-                           {k: v for k, v in settings.items() if v is not None})
+    node = OmegaConf.merge(
+        OmegaConf.structured(encoder_config(t.path).__dict__), {k: v for k, v in settings.items() if v is not None}
+    )
     teacher = build_encoder(node)
     if not t.get("cache", True):
         return teacher, None
@@ -67,8 +68,9 @@ def build_teacher(cfg: DictConfig, groups: list[list[str]], ids: list[str], cach
     return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.get("batch_size", 32))
 
 
-def init_projection(student: Encoder, texts: list[str], table: TeacherTable, ridge: float,
-                    cache: EmbeddingCache | None, batch_size: int) -> None:
+def init_projection(
+    student: Encoder, texts: list[str], table: TeacherTable, ridge: float, cache: EmbeddingCache | None, batch_size: int
+) -> None:
     """Closed-form projection (ridge regression of teacher embeddings on the frozen student's features)."""
     if student.projection is None:
         raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
@@ -87,9 +89,14 @@ def make_logger(cfg: DictConfig, out_dir: Path):
     if cfg.logger.kind == "csv":
         return pl.loggers.CSVLogger(out_dir, name="logs")
     if cfg.logger.kind == "wandb":
-        return pl.loggers.WandbLogger(project=cfg.logger.project, save_dir=str(out_dir), mode=cfg.logger.mode,
-                                      group=cfg.logger.group, tags=list(cfg.logger.tags),
-                                      config=OmegaConf.to_container(cfg, resolve=True))
+        return pl.loggers.WandbLogger(
+            project=cfg.logger.project,
+            save_dir=str(out_dir),
+            mode=cfg.logger.mode,
+            group=cfg.logger.group,
+            tags=list(cfg.logger.tags),
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
     raise ConfigError(f"logger.kind must be wandb or csv, got {cfg.logger.kind!r}")
 
 
@@ -112,10 +119,15 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     student = build_encoder(cfg.model)
     examples = read_examples(cfg.data, cfg.data.root)
-    dm = EmbeddingDataModule(examples, Collator(student.tokenizer, cfg.data.max_length, student.query_prompt,
-                                                student.document_prompt),
-                             batch_size=cfg.data.batch_size, seed=cfg.seed, group_by_length=cfg.data.group_by_length,
-                             drop_last=cfg.data.drop_last, heldout=cfg.data.heldout)
+    dm = EmbeddingDataModule(
+        examples,
+        Collator(student.tokenizer, cfg.data.max_length, student.query_prompt, student.document_prompt),
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+        group_by_length=cfg.data.group_by_length,
+        drop_last=cfg.data.drop_last,
+        heldout=cfg.data.heldout,
+    )
     groups = [[text_of(e) for e in source] for source in examples.values()]  # dm.all_examples order
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
@@ -129,22 +141,39 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         student.backbone.requires_grad_(False)
 
     tasks = list(cfg.eval.tasks)
-    evaluators = [EvaluationCallback(tasks, every_n_steps=cfg.eval.every_n_steps, settings=settings,
-                                     data_root=cfg.data.root, cache=cache)]
+    evaluators = [
+        EvaluationCallback(
+            tasks, every_n_steps=cfg.eval.every_n_steps, settings=settings, data_root=cfg.data.root, cache=cache
+        )
+    ]
     if cfg.eval.asymmetric and teacher is not None:
-        evaluators.append(EvaluationCallback([t for t in tasks if t in ("scifact", "arguana")],
-                                             every_n_steps=cfg.eval.every_n_steps, settings=settings,
-                                             data_root=cfg.data.root, document_encoder=teacher, cache=cache,
-                                             prefix="eval_asymmetric"))
+        evaluators.append(
+            EvaluationCallback(
+                [t for t in tasks if t in ("scifact", "arguana")],
+                every_n_steps=cfg.eval.every_n_steps,
+                settings=settings,
+                data_root=cfg.data.root,
+                document_encoder=teacher,
+                cache=cache,
+                prefix="eval_asymmetric",
+            )
+        )
     before = {}
     if cfg.eval.before_training:
-        before = {r.task: r.metrics for r in evaluate_tasks(tasks, student, settings=settings,
-                                                            data_root=cfg.data.root, cache=cache)}
+        before = {
+            r.task: r.metrics
+            for r in evaluate_tasks(tasks, student, settings=settings, data_root=cfg.data.root, cache=cache)
+        }
         write_json_atomic(out_dir / "metrics_before.json", before)
 
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=make_logger(cfg, out_dir),
-                         callbacks=[*evaluators, pl.callbacks.LearningRateMonitor("step")],
-                         enable_checkpointing=False, default_root_dir=str(out_dir), deterministic=True)
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        logger=make_logger(cfg, out_dir),
+        callbacks=[*evaluators, pl.callbacks.LearningRateMonitor("step")],
+        enable_checkpointing=False,
+        default_root_dir=str(out_dir),
+        deterministic=True,
+    )
     trainer.fit(module, datamodule=dm)
 
     metrics = {r.task: r.metrics for r in evaluators[0].last}
@@ -154,16 +183,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     summary = {"train_seconds": round(time.perf_counter() - started, 1), "steps": trainer.global_step}
     if table is not None and dm.heldout_rows:
         rows = np.asarray(dm.heldout_rows)
-        summary["heldout_cosine"] = heldout_cosine(student, [texts[i] for i in rows], table.embeddings[rows],
-                                                   cfg.eval.batch_size)
+        summary["heldout_cosine"] = heldout_cosine(
+            student, [texts[i] for i in rows], table.embeddings[rows], cfg.eval.batch_size
+        )
     if cfg.export:
         student.save(out_dir / "model")
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json_atomic(out_dir / "manifest.json", build_manifest(
-        seed=cfg.seed, data={"train_texts": fingerprint(texts)},
-        models={"student": student.fingerprint(), **({"teacher": teacher.fingerprint()} if teacher else {})},
-        extra={"summary": summary, "teacher_source": table.source if table is not None else None},
-    ))
+    write_json_atomic(
+        out_dir / "manifest.json",
+        build_manifest(
+            seed=cfg.seed,
+            data={"train_texts": fingerprint(texts)},
+            models={"student": student.fingerprint(), **({"teacher": teacher.fingerprint()} if teacher else {})},
+            extra={"summary": summary, "teacher_source": table.source if table is not None else None},
+        ),
+    )
     print(results_table(before, metrics, summary))
     print(f"\nrun directory: {out_dir}")
     return {"metrics": metrics, "before": before, "summary": summary}

@@ -33,7 +33,8 @@ class _EpochHook:
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Yields lists of dataset positions; every position exactly once per epoch (minus dropped short batches).
 
-    The order is a pure function of (seed, epoch): `numpy.random.default_rng([seed, epoch])` (independent streams: seed 3 epoch 1 is not seed 4 epoch 0).
+    The order is a pure function of (seed, epoch): `numpy.random.default_rng([seed, epoch])`, independent streams
+    (seed 3 at epoch 1 is not seed 4 at epoch 0, as `seed + epoch` would make it).
     """
 
     def __init__(

@@ -99,8 +99,13 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, rec
 
 
-def read_pairs(folder: str | Path, split: str = "train", negatives_file: str | Path | None = None,
-               num_negatives: int = 0, root: str | Path | None = None) -> list[PairExample]:
+def read_pairs(
+    folder: str | Path,
+    split: str = "train",
+    negatives_file: str | Path | None = None,
+    num_negatives: int = 0,
+    root: str | Path | None = None,
+) -> list[PairExample]:
     """(query, positive) pairs from BEIR qrels (one example per relevant document), with hard negatives from a
     mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given."""
     data = load_beir(_resolve(str(folder), root), split=split)
@@ -122,8 +127,11 @@ def read_pairs(folder: str | Path, split: str = "train", negatives_file: str | P
             continue  # a fixed K keeps tensors rectangular; such queries are counted below
         for did, rel in docs.items():
             if rel > 0 and did in data.corpus:
-                examples.append(PairExample(qid, data.queries[qid], did, data.corpus[did], negs,
-                                            tuple(data.corpus[n] for n in negs)))
+                examples.append(
+                    PairExample(
+                        qid, data.queries[qid], did, data.corpus[did], negs, tuple(data.corpus[n] for n in negs)
+                    )
+                )
     if not examples:
         raise ConfigError(f"no training pairs from {folder} split {split!r} (with {num_negatives} negatives each)")
     return examples
@@ -140,11 +148,19 @@ def read_scored(path: str | Path, num_candidates: int | None = None) -> list[Sco
                 raise DataFormatError(path, lineno, key, "missing")
         n = len(rec["candidates"])
         if not (len(rec["candidate_ids"]) == n == len(rec["scores"])) or n < 2:
-            raise DataFormatError(path, lineno, "scores", "candidate_ids, candidates and scores need one entry each, "
-                                  "at least 2")
+            raise DataFormatError(
+                path, lineno, "scores", "candidate_ids, candidates and scores need one entry each, at least 2"
+            )
         k = min(n, num_candidates or n)
-        out.append(ScoredExample(str(rec["query_id"]), rec["query"], tuple(rec["candidate_ids"][:k]),
-                                 tuple(rec["candidates"][:k]), tuple(float(s) for s in rec["scores"][:k])))
+        out.append(
+            ScoredExample(
+                str(rec["query_id"]),
+                rec["query"],
+                tuple(rec["candidate_ids"][:k]),
+                tuple(rec["candidates"][:k]),
+                tuple(float(s) for s in rec["scores"][:k]),
+            )
+        )
     if num_candidates is not None:
         out = [e for e in out if len(e.candidates) == num_candidates]
     if not out:

@@ -19,9 +19,17 @@ class EvaluationCallback(pl.Callback):
     The frozen document side hits the embedding cache after the first evaluation.
     """
 
-    def __init__(self, tasks: list[str], *, every_n_steps: int = 0, settings: EvalSettings | None = None,
-                 data_root: str | None = None, document_encoder=None, cache: EmbeddingCache | None = None,
-                 prefix: str = "eval") -> None:
+    def __init__(
+        self,
+        tasks: list[str],
+        *,
+        every_n_steps: int = 0,
+        settings: EvalSettings | None = None,
+        data_root: str | None = None,
+        document_encoder=None,
+        cache: EmbeddingCache | None = None,
+        prefix: str = "eval",
+    ) -> None:
         self.tasks, self.every_n_steps, self.settings = list(tasks), every_n_steps, settings or EvalSettings()
         self.data_root, self.document_encoder, self.cache, self.prefix = data_root, document_encoder, cache, prefix
         self.last: list[TaskResult] = []
@@ -31,14 +39,17 @@ class EvaluationCallback(pl.Callback):
         student = module.student
         docs = self.document_encoder or student
         query = student if self.document_encoder is not None else None
-        self.last = evaluate_tasks(self.tasks, docs, query, settings=self.settings, data_root=self.data_root,
-                                   cache=self.cache)
+        self.last = evaluate_tasks(
+            self.tasks, docs, query, settings=self.settings, data_root=self.data_root, cache=self.cache
+        )
         student.train()
         metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        main = {r.task: round(r.metrics.get("ndcg_at_10", r.metrics.get("cosine_spearman", float("nan"))), 4)
-                for r in self.last}
+        main = {
+            r.task: round(r.metrics.get("ndcg_at_10", r.metrics.get("cosine_spearman", float("nan"))), 4)
+            for r in self.last
+        }
         log.info("%s at step %d: %s", self.prefix, trainer.global_step, main)
         self._last_step = trainer.global_step
         return self.last

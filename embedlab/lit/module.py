@@ -17,8 +17,15 @@ from embedlab.models import Encoder
 
 
 class EmbeddingModule(pl.LightningModule):
-    def __init__(self, student: Encoder, loss: Loss, optim: OptimConfig | None = None, *,
-                 teacher: Encoder | None = None, teacher_table: TeacherTable | None = None) -> None:
+    def __init__(
+        self,
+        student: Encoder,
+        loss: Loss,
+        optim: OptimConfig | None = None,
+        *,
+        teacher: Encoder | None = None,
+        teacher_table: TeacherTable | None = None,
+    ) -> None:
         super().__init__()
         self.student, self.loss = student, loss
         self.optim = optim or OptimConfig()
@@ -33,8 +40,10 @@ class EmbeddingModule(pl.LightningModule):
                 raise ConfigError("the loss needs teacher embeddings (leaf): configure teacher=... or teacher.file=...")
             teacher_dim = teacher_table.dim if teacher_table is not None else teacher.dim
             if teacher_dim != student.dim:
-                raise ConfigError(f"student embeddings have {student.dim} dims but the teacher's have {teacher_dim}: "
-                                  f"set model.projection_dim={teacher_dim}")
+                raise ConfigError(
+                    f"student embeddings have {student.dim} dims but the teacher's have {teacher_dim}: "
+                    f"set model.projection_dim={teacher_dim}"
+                )
 
     # ------------------------------------------------------------------------------------------- the step
     def embed(self, batch: dict) -> Embeddings:

@@ -42,9 +42,12 @@ def parameter_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
         decay = param.ndim > 1 and not any(name.endswith(n) for n in NO_DECAY)
         groups.setdefault((is_head, decay), []).append(param)
     return [
-        {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
-         "lr": (cfg.projection_lr or cfg.lr) if head else cfg.lr, "name": f"{'head' if head else 'backbone'}"
-         f"{'' if decay else '_no_decay'}"}
+        {
+            "params": params,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr": (cfg.projection_lr or cfg.lr) if head else cfg.lr,
+            "name": f"{'head' if head else 'backbone'}{'' if decay else '_no_decay'}",
+        }
         for (head, decay), params in sorted(groups.items())
     ]
 

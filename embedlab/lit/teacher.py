@@ -34,8 +34,9 @@ class TeacherTable:
         return torch.from_numpy(np.asarray(self.embeddings[rows.cpu().numpy()], dtype=np.float32))
 
     @classmethod
-    def from_encoder(cls, teacher, groups: Sequence[Sequence[str]], cache: EmbeddingCache | None,
-                     batch_size: int = 64) -> TeacherTable:
+    def from_encoder(
+        cls, teacher, groups: Sequence[Sequence[str]], cache: EmbeddingCache | None, batch_size: int = 64
+    ) -> TeacherTable:
         """Rows for each group of texts (one per training source), in order. Cached per group, so a source that is
         also an evaluation corpus (the SciFact abstracts) is encoded by the teacher once for both uses."""
         parts = [encode_cached(teacher, list(g), kind="document", cache=cache, batch_size=batch_size) for g in groups]
@@ -65,8 +66,9 @@ class TeacherTable:
                         raise DataFormatError(path, lineno, "id/embedding", f"unreadable record ({e})") from None
         missing = [i for i in ids if i not in table]
         if missing:
-            raise ConfigError(f"{path}: no teacher embedding for {len(missing)} of {len(ids)} training texts, "
-                              f"e.g. {missing[:3]}")
+            raise ConfigError(
+                f"{path}: no teacher embedding for {len(missing)} of {len(ids)} training texts, e.g. {missing[:3]}"
+            )
         matrix = np.stack([table[i] for i in ids]).astype(np.float32)
         if not np.isfinite(matrix).all():
             raise ConfigError(f"{path}: teacher embeddings contain NaN or inf")

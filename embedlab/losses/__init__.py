@@ -68,5 +68,17 @@ def build_loss(config: Mapping[str, Mapping[str, Any]]) -> WeightedSum:
     return WeightedSum({name: build_one(name, settings or {}) for name, settings in config.items()})
 
 
-__all__ = ["LOSSES", "Embeddings", "HardNegativeMixing", "InfoNCE", "KLDistill", "Leaf", "Loss", "LossOutput",
-           "MarginMSE", "Matryoshka", "WeightedSum", "build_loss"]
+__all__ = [
+    "LOSSES",
+    "Embeddings",
+    "HardNegativeMixing",
+    "InfoNCE",
+    "KLDistill",
+    "Leaf",
+    "Loss",
+    "LossOutput",
+    "MarginMSE",
+    "Matryoshka",
+    "WeightedSum",
+    "build_loss",
+]

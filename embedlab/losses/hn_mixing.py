@@ -24,8 +24,13 @@ class HardNegativeMixing:
     drops them (InfoNCE does).
     """
 
-    def __init__(self, num: int = 16, top_k: int = 16, kinds: tuple[str, ...] | list[str] = KINDS,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        num: int = 16,
+        top_k: int = 16,
+        kinds: tuple[str, ...] | list[str] = KINDS,
+        generator: torch.Generator | None = None,
+    ) -> None:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ConfigError(f"hard-negative mixing kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")

@@ -31,8 +31,15 @@ class InfoNCE(Loss):
 
     requires = frozenset({"query", "positive"})
 
-    def __init__(self, temperature: float = 0.05, gamma: float = 0.0, symmetric: bool = False,
-                 query_query: bool = False, doc_doc: bool = False, mixing: HardNegativeMixing | None = None) -> None:
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        gamma: float = 0.0,
+        symmetric: bool = False,
+        query_query: bool = False,
+        doc_doc: bool = False,
+        mixing: HardNegativeMixing | None = None,
+    ) -> None:
         super().__init__()
         if gamma < 0:
             raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
@@ -63,8 +70,10 @@ class InfoNCE(Loss):
             blocks.append(mixed.masked_fill(~has_negative[:, None], float("-inf")))
         logits = torch.cat(blocks, dim=1) / self.temperature
         loss, log_p = self._weighted_nll(logits)
-        logs = {"accuracy": (logits.argmax(1) == torch.arange(b, device=q.device)).float().mean().item(),
-                "p_positive": log_p.exp().mean().item()}
+        logs = {
+            "accuracy": (logits.argmax(1) == torch.arange(b, device=q.device)).float().mean().item(),
+            "p_positive": log_p.exp().mean().item(),
+        }
         if self.symmetric:
             back = (docs[:b] @ q.T).masked_fill(~valid[:, :b].T, float("-inf")) / self.temperature
             loss_back, _ = self._weighted_nll(back)

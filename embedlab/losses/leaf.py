@@ -31,8 +31,10 @@ class Leaf(Loss):
         self.check_inputs(emb)
         s, t = emb.query, emb.teacher.to(emb.query.dtype)
         if s.shape != t.shape:
-            raise ConfigError(f"leaf: student embeddings {tuple(s.shape)} and teacher embeddings {tuple(t.shape)} "
-                              "differ; give the student a projection to the teacher's size (model.projection_dim)")
+            raise ConfigError(
+                f"leaf: student embeddings {tuple(s.shape)} and teacher embeddings {tuple(t.shape)} "
+                "differ; give the student a projection to the teacher's size (model.projection_dim)"
+            )
         if self.normalize:
             s, t = F.normalize(s, dim=-1), F.normalize(t, dim=-1)
         loss = (s - t).pow(2).sum(dim=-1).mean()

@@ -24,8 +24,9 @@ class MarginMSE(Loss):
         student = (emb.query.unsqueeze(1) * emb.candidates).sum(-1)  # [B, C]
         teacher = emb.teacher_scores.to(student.dtype)
         if teacher.shape != student.shape or student.shape[1] < 2:
-            raise ConfigError(f"margin_mse needs [B, C>=2] scores; got student {tuple(student.shape)}, "
-                              f"teacher {tuple(teacher.shape)}")
+            raise ConfigError(
+                f"margin_mse needs [B, C>=2] scores; got student {tuple(student.shape)}, teacher {tuple(teacher.shape)}"
+            )
         margin_s = student[:, :1] - student[:, 1:]
         margin_t = teacher[:, :1] - teacher[:, 1:]
         loss = (margin_s - margin_t).pow(2).mean()
