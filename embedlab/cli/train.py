@@ -19,11 +19,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, setup_logging
+from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.eval.runner import EvalSettings, evaluate_tasks
+from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
@@ -115,9 +116,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
     optim.check()
     settings = EvalSettings(limit=cfg.eval.limit, max_docs=cfg.eval.max_docs, batch_size=cfg.eval.batch_size)
+    for name in cfg.eval.tasks:  # a misspelt task fails now, not after data reading and teacher work
+        get_task(name)
+    if cfg.projection.init not in ("random", "ridge"):
+        raise ConfigError(f"projection.init must be random or ridge, got {cfg.projection.init!r}")
     cache = EmbeddingCache() if cfg.eval.cache else None
 
     student = build_encoder(cfg.model)
+    # What depends on the student's size is checked before any data is read or any teacher embedding computed.
+    loss.check_dim(student.dim)
+    check_settings(settings, student.dim)
+    if cfg.projection.init == "ridge" and student.projection is None:
+        raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
     examples = read_examples(cfg.data, cfg.data.root)
     dm = EmbeddingDataModule(
         examples,
@@ -141,30 +151,35 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         student.backbone.requires_grad_(False)
 
     tasks = list(cfg.eval.tasks)
-    evaluators = [
-        EvaluationCallback(
-            tasks, every_n_steps=cfg.eval.every_n_steps, settings=settings, data_root=cfg.data.root, cache=cache
-        )
-    ]
-    if cfg.eval.asymmetric and teacher is not None:
+    retrieval_tasks = [t for t in tasks if get_task(t).kind == "retrieval"]
+    asymmetric = bool(cfg.eval.asymmetric and teacher is not None and retrieval_tasks)
+    common = {"every_n_steps": cfg.eval.every_n_steps, "settings": settings, "data_root": cfg.data.root, "cache": cache}
+    evaluators = [EvaluationCallback(tasks, **common)]
+    if asymmetric:
         evaluators.append(
-            EvaluationCallback(
-                [t for t in tasks if t in ("scifact", "arguana")],
-                every_n_steps=cfg.eval.every_n_steps,
-                settings=settings,
-                data_root=cfg.data.root,
-                document_encoder=teacher,
-                cache=cache,
-                prefix="eval_asymmetric",
-            )
+            EvaluationCallback(retrieval_tasks, document_encoder=teacher, prefix="eval_asymmetric", **common)
         )
-    before = {}
+
+    def evaluate(task_names: list[str], docs: Encoder, queries: Encoder | None = None) -> dict:
+        results = evaluate_tasks(task_names, docs, queries, settings=settings, data_root=cfg.data.root, cache=cache)
+        return {r.task: r.metrics for r in results}
+
+    systems: dict[str, dict] = {}  # system -> task -> metrics: the run's one results table
+    if teacher is not None and cfg.eval.teacher:
+        systems["teacher"] = evaluate(tasks, teacher)
+    heldout = np.asarray(dm.heldout_rows, dtype=np.int64)
+
+    def agreement() -> float | None:
+        if table is None or not len(heldout):
+            return None
+        return heldout_cosine(student, [texts[i] for i in heldout], table.embeddings[heldout], cfg.eval.batch_size)
+
+    summary: dict = {"heldout_cosine_before": agreement()}
     if cfg.eval.before_training:
-        before = {
-            r.task: r.metrics
-            for r in evaluate_tasks(tasks, student, settings=settings, data_root=cfg.data.root, cache=cache)
-        }
-        write_json_atomic(out_dir / "metrics_before.json", before)
+        systems["student (before)"] = evaluate(tasks, student)
+        write_json_atomic(out_dir / "metrics_before.json", systems["student (before)"])
+        if asymmetric:
+            systems["asymmetric (before)"] = evaluate(retrieval_tasks, teacher, student)
 
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -176,16 +191,15 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     )
     trainer.fit(module, datamodule=dm)
 
-    metrics = {r.task: r.metrics for r in evaluators[0].last}
+    systems["student"] = metrics = {r.task: r.metrics for r in evaluators[0].last}
     write_json_atomic(out_dir / "metrics.json", metrics)
-    if len(evaluators) > 1:
-        write_json_atomic(out_dir / "metrics_asymmetric.json", {r.task: r.metrics for r in evaluators[1].last})
-    summary = {"train_seconds": round(time.perf_counter() - started, 1), "steps": trainer.global_step}
-    if table is not None and dm.heldout_rows:
-        rows = np.asarray(dm.heldout_rows)
-        summary["heldout_cosine"] = heldout_cosine(
-            student, [texts[i] for i in rows], table.embeddings[rows], cfg.eval.batch_size
-        )
+    if asymmetric:
+        systems["asymmetric"] = {r.task: r.metrics for r in evaluators[1].last}
+        write_json_atomic(out_dir / "metrics_asymmetric.json", systems["asymmetric"])
+    write_json_atomic(out_dir / "results.json", systems)
+    summary.update(
+        heldout_cosine=agreement(), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
+    )
     if cfg.export:
         student.save(out_dir / "model")
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -198,19 +212,33 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             extra={"summary": summary, "teacher_source": table.source if table is not None else None},
         ),
     )
-    print(results_table(before, metrics, summary))
+    print(results_table(systems, summary))
     print(f"\nrun directory: {out_dir}")
-    return {"metrics": metrics, "before": before, "summary": summary}
+    return {"systems": systems, "summary": summary}
 
 
-def results_table(before: dict, after: dict, summary: dict) -> str:
-    rows = []
-    for task, metrics in after.items():
-        key = "ndcg_at_10" if "ndcg_at_10" in metrics else "cosine_spearman"
-        rows.append({"task": task, "metric": key, "before": before.get(task, {}).get(key), "after": metrics[key]})
-    text = format_table(rows, ["task", "metric", "before", "after"])
-    extras = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
-    return f"{text}\n{extras}"
+def results_table(systems: dict[str, dict], summary: dict) -> str:
+    """One row per system (teacher, student before/after, asymmetric), each task's main metric and its share of
+    the teacher's score."""
+    tasks = list(dict.fromkeys(t for metrics in systems.values() for t in metrics))
+    main = {t: get_task(t).main_metric for t in tasks}
+    rows, columns, headers = [], ["system"], ["system"]
+    for t in tasks:
+        columns += [t, f"{t}%"]
+        headers += [f"{t} {main[t]}", "% teacher"]
+    teacher = systems.get("teacher", {})
+    for name, metrics in systems.items():
+        row = {"system": name}
+        for t in tasks:
+            value = metrics.get(t, {}).get(main[t])
+            row[t] = value
+            reference = teacher.get(t, {}).get(main[t])
+            row[f"{t}%"] = f"{100 * value / reference:.1f}%" if value is not None and reference else None
+        rows.append(row)
+    extras = ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items() if v is not None
+    )
+    return f"{format_table(rows, columns, headers)}\n{extras}"
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

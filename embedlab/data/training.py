@@ -7,6 +7,7 @@ Sources are named in config; a text's id is `<source>:<id in the source>` so ids
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,10 @@ class ScoredExample:
 
 
 Example = TextExample | PairExample | ScoredExample
-TEXT_SOURCES = ("beir_corpus", "beir_queries", "sts_sentences", "jsonl")
+TEXT_SOURCES = ("beir_corpus", "beir_sentences", "beir_queries", "sts_sentences", "jsonl")
+# Sentence boundary: end punctuation, whitespace, then an upper-case letter or digit (abstracts are well-formed).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+MIN_SENTENCE_CHARS = 20  # shorter fragments ("(n = 12).") carry little meaning for distillation
 
 
 def _resolve(path: str, root: str | Path | None) -> Path:
@@ -58,11 +62,18 @@ def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> lis
     if not name or kind not in TEXT_SOURCES:
         raise ConfigError(f"text source {dict(source)} needs a name and a type in {TEXT_SOURCES}")
     path = _resolve(str(source["path"]), root)
-    if kind == "beir_corpus":
+    if kind in ("beir_corpus", "beir_sentences"):
         corpus = find_data_file(path, "corpus.jsonl")
         if corpus is None:
             raise ConfigError(f"text source '{name}': {path / 'corpus.jsonl'} not found (nor its .gz)")
-        items = [(i, t) for _, i, t in read_beir_jsonl(corpus, optional_title=True)]
+        items = [(i, t) for _, i, t in read_beir_jsonl(corpus, optional_title=kind == "beir_corpus")]
+        if kind == "beir_sentences":  # short, query-like in-domain texts: each body sentence on its own
+            items = [
+                (f"{i}#{k}", sent)
+                for i, t in items
+                for k, sent in enumerate(_SENTENCE_END.split(t))
+                if len(sent) >= MIN_SENTENCE_CHARS
+            ]
     elif kind == "beir_queries":
         data = load_beir(path, split=source.get("split", "train"))
         items = list(data.queries.items())

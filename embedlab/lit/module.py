@@ -45,6 +45,13 @@ class EmbeddingModule(pl.LightningModule):
                     f"set model.projection_dim={teacher_dim}"
                 )
 
+    def on_fit_start(self) -> None:
+        """HF backbones load in eval mode and Lightning keeps the modes it finds: train the student with its
+        dropout whether or not an evaluation (which leaves it in train mode) ran first; the teacher stays frozen."""
+        self.student.train()
+        if self.teacher is not None:
+            self.teacher.eval()
+
     # ------------------------------------------------------------------------------------------- the step
     def embed(self, batch: dict) -> Embeddings:
         """Run the student over the batch's texts and gather targets into an `Embeddings` record."""

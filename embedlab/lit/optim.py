@@ -53,6 +53,7 @@ def parameter_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
 
 
 def lr_lambda(total_steps: int, cfg: OptimConfig):
+    cfg.check()  # an unknown schedule must not silently run as cosine
     warmup = int(cfg.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:

@@ -1,0 +1,402 @@
+"""Training machinery on tiny random BERTs: optimiser groups and schedules, ridge projection, layer truncation,
+teacher tables, the Lightning module (embed, config checks, a few real steps, checkpoints), the eval callback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers.logger import Logger
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from embedlab.data.collate import Collator
+from embedlab.data.training import PairExample, ScoredExample, TextExample
+from embedlab.errors import ConfigError, DataFormatError
+from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.runner import TaskResult
+from embedlab.hub import resolve_model
+from embedlab.lit.callbacks import EvaluationCallback
+from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.optim import OptimConfig, lr_lambda, parameter_groups
+from embedlab.lit.teacher import TeacherTable
+from embedlab.losses import build_loss
+from embedlab.models import Encoder
+from embedlab.models.encoder import truncate_layers
+from embedlab.models.projection import fit_ridge
+
+TEXTS = [
+    "the cat sat on the mat",
+    "proteins fold into shapes",
+    "stock markets fell today",
+    "rain is expected tomorrow",
+    "a violin concerto in d major",
+    "python lists are mutable",
+    "the volcano erupted at dawn",
+    "gene expression in mice",
+    "football fans cheered loudly",
+    "quantum bits can be entangled",
+    "bread rises with yeast",
+    "the senate passed a bill",
+    "glaciers are melting fast",
+    "chess openings and endgames",
+    "coffee contains caffeine",
+    "whales sing long songs",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+
+
+def tiny_bert(tok, layers: int = 2, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(
+        "bert",
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=len(tok),
+        hidden_dropout_prob=0.0,  # deterministic forward passes in train mode
+        attention_probs_dropout_prob=0.0,
+    )
+    return AutoModel.from_config(config)
+
+
+def tiny_encoder(tok, projection: int | None = 16, seed: int = 0, **kwargs) -> Encoder:
+    backbone = tiny_bert(tok, seed=seed)
+    head = nn.Linear(32, projection) if projection else None
+    return Encoder(backbone, tok, projection=head, max_length=64, name=f"tiny{seed}", **kwargs)
+
+
+def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------------------- optim
+def test_parameter_groups(tok) -> None:
+    enc = tiny_encoder(tok)
+    enc.backbone.embeddings.requires_grad_(False)
+    cfg = OptimConfig(lr=1e-4, projection_lr=1e-2, weight_decay=0.05)
+    groups = {g["name"]: g for g in parameter_groups(enc, cfg)}
+    assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    names = {id(p): n for n, p in enc.named_parameters()}
+    in_group = {k: {names[id(p)] for p in g["params"]} for k, g in groups.items()}
+    assert in_group["head"] == {"projection.weight"} and in_group["head_no_decay"] == {"projection.bias"}
+    assert "backbone.encoder.layer.0.attention.output.LayerNorm.weight" in in_group["backbone_no_decay"]
+    assert all(n.endswith(("bias", "LayerNorm.weight")) for n in in_group["backbone_no_decay"])
+    assert all(n.endswith("weight") and "LayerNorm" not in n for n in in_group["backbone"])
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert set().union(*in_group.values()) == trainable and not any(n.startswith("backbone.emb") for n in trainable)
+    assert [groups[k]["weight_decay"] for k in ("backbone", "backbone_no_decay", "head", "head_no_decay")] == [
+        0.05,
+        0.0,
+        0.05,
+        0.0,
+    ]
+    assert groups["head"]["lr"] == groups["head_no_decay"]["lr"] == 1e-2 and groups["backbone"]["lr"] == 1e-4
+    same = parameter_groups(enc, OptimConfig(lr=1e-4, projection_lr=None))
+    assert {g["lr"] for g in same} == {1e-4}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [  # 10 steps, warmup 2: steps 0, 1 ramp; then decay over 8 steps
+        ("linear", {0: 0.5, 1: 1.0, 2: 1.0, 6: 0.5, 8: 0.25, 10: 0.0}),
+        ("cosine", {0: 0.5, 1: 1.0, 2: 1.0, 4: 0.5 * (1 + math.cos(math.pi / 4)), 6: 0.5, 10: 0.0}),
+        ("constant", {0: 0.5, 1: 1.0, 5: 1.0, 9: 1.0}),
+    ],
+)
+def test_lr_lambda_hand_values(schedule: str, expected: dict) -> None:
+    factor = lr_lambda(10, OptimConfig(warmup_ratio=0.2, schedule=schedule))
+    assert {s: factor(s) for s in expected} == pytest.approx(expected)
+    assert lr_lambda(10, OptimConfig(warmup_ratio=0.0, schedule=schedule))(0) == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"schedule": "step"}, {"lr": 0.0}, {"lr": -1e-5}, {"projection_lr": 0.0}, {"warmup_ratio": 1.0}]
+)
+def test_bad_optim_config(kwargs: dict, tok) -> None:
+    cfg = OptimConfig(**kwargs)
+    with pytest.raises(ConfigError):
+        cfg.check()
+    with pytest.raises(ConfigError):
+        lr_lambda(10, cfg)
+    with pytest.raises(ConfigError):
+        EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {}}), cfg)
+
+
+# ------------------------------------------------------------------------------------------------- projection
+def test_fit_ridge_recovers_a_linear_map() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8))
+    w, b = rng.standard_normal((5, 8)), rng.standard_normal(5)
+    y = x @ w.T + b + 1e-6 * rng.standard_normal((300, 5))
+    weight, bias = fit_ridge(x, y, ridge=0.0)
+    assert weight.shape == (5, 8) and bias.shape == (5,) and weight.dtype == np.float32
+    np.testing.assert_allclose(weight, w, atol=1e-4)
+    np.testing.assert_allclose(bias, b, atol=1e-4)
+    shrunk, _ = fit_ridge(x, y, ridge=1.0)
+    assert np.linalg.norm(shrunk) < 0.7 * np.linalg.norm(weight)
+    with pytest.raises(ConfigError, match="300 feature rows but 299"):
+        fit_ridge(x, y[:-1])
+    with pytest.raises(ConfigError, match="ridge"):
+        fit_ridge(x, y, ridge=-1.0)
+
+
+def test_features_and_fingerprint_without_head(tok) -> None:
+    enc = tiny_encoder(tok)
+    feats = enc.encode(TEXTS[:5], head=False)
+    assert feats.shape == (5, 32) and enc.encode([], head=False).shape == (0, 32)
+    full = torch.nn.functional.normalize(enc.projection(torch.from_numpy(feats)), dim=-1).detach().numpy()
+    np.testing.assert_allclose(enc.encode(TEXTS[:5]), full, atol=1e-5)
+    with_head, features = enc.fingerprint(), enc.fingerprint(head=False)
+    assert with_head != features
+    with torch.no_grad():
+        enc.projection.weight.mul_(2.0)
+    assert enc.fingerprint(head=False) == features and enc.fingerprint() != with_head
+    with torch.no_grad():
+        enc.backbone.encoder.layer[0].output.dense.bias.add_(1e-3)
+    assert enc.fingerprint(head=False) != features
+
+
+# ------------------------------------------------------------------------------------------------- truncate_layers
+def test_truncate_layers_equals_the_first_layers(tok, tmp_path) -> None:
+    full = tiny_bert(tok, layers=4)
+    short = copy.deepcopy(full)
+    truncate_layers(short, 2)
+    assert len(short.encoder.layer) == 2 and short.config.num_hidden_layers == 2
+    assert full.config.num_hidden_layers == 4 and len(full.encoder.layer) == 4
+    batch = tok(TEXTS[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = full(**batch, output_hidden_states=True).hidden_states
+        out = short(**batch).last_hidden_state
+        fresh = tiny_bert(tok, layers=2, seed=1)
+        fresh.load_state_dict(short.state_dict())
+        expected = fresh(**batch).last_hidden_state
+    torch.testing.assert_close(out, hidden[2])
+    torch.testing.assert_close(out, expected)
+    assert not torch.allclose(out, hidden[4], atol=1e-3)
+    for keep in (0, 5):
+        with pytest.raises(ConfigError, match=f"num_layers={keep} is outside 1..4"):
+            truncate_layers(copy.deepcopy(full), keep)
+
+    # Through EncoderConfig.num_layers: a saved 4-layer model loaded with 2 layers.
+    folder = Encoder(full, tok, max_length=64).save(tmp_path / "m4")
+    loaded = Encoder.from_pretrained(str(folder), num_layers=2)
+    assert len(loaded.backbone.encoder.layer) == 2
+    np.testing.assert_allclose(loaded.encode(TEXTS), Encoder(short, tok, max_length=64).encode(TEXTS), atol=1e-5)
+    with pytest.raises(ConfigError, match="num_layers=9"):
+        Encoder.from_pretrained(str(folder), num_layers=9)
+
+
+# ------------------------------------------------------------------------------------------------- TeacherTable
+def test_teacher_table_from_encoder_groups_and_cache(tok, tmp_path) -> None:
+    teacher = tiny_encoder(tok, projection=None, seed=3, document_prompt="passage: ")
+    groups = [TEXTS[:5], TEXTS[5:8]]
+    cache = EmbeddingCache(tmp_path)
+    table = TeacherTable.from_encoder(teacher, groups, cache, batch_size=4)
+    assert (len(table), table.dim, table.source) == (8, 32, "teacher tiny3")
+    expected = np.concatenate([teacher.encode_documents(g) for g in groups])
+    np.testing.assert_allclose(table.embeddings, expected, atol=1e-6)
+    assert (cache.hits, cache.misses) == (0, 2)
+    again = TeacherTable.from_encoder(teacher, groups, cache, batch_size=4)
+    assert (cache.hits, cache.misses) == (2, 2)
+    np.testing.assert_array_equal(again.embeddings, table.embeddings)
+    rows = table.lookup(torch.tensor([6, 0]))
+    assert rows.dtype == torch.float32 and torch.equal(rows, torch.from_numpy(expected[[6, 0]]))
+
+
+def test_teacher_table_from_files(tmp_path) -> None:
+    emb = np.arange(12, dtype=np.float32).reshape(3, 4)
+    npz = tmp_path / "t.npz"
+    np.savez(npz, ids=np.array(["a", "b", "c"]), embeddings=emb)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": i, "embedding": e.tolist()}) + "\n" for i, e in zip("abc", emb)) + "\n")
+    for path in (npz, jsonl):
+        table = TeacherTable.from_file(path, ["c", "a", "c"])
+        np.testing.assert_array_equal(table.embeddings, emb[[2, 0, 2]])
+        assert table.dim == 4 and str(path) in table.source
+        with pytest.raises(ConfigError, match="no teacher embedding for 2 of 3"):
+            TeacherTable.from_file(path, ["a", "x", "y"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "embedding": [1, 2]}\n{"id": "b", "embedding": [1, \n')
+    with pytest.raises(DataFormatError, match="line 2") as err:
+        TeacherTable.from_file(bad, ["a"])
+    assert err.value.line == 2
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, ids=np.array(["a", "b"]), embeddings=np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ConfigError, match="NaN"):
+        TeacherTable.from_file(nan, ["a", "b"])
+    TeacherTable.from_file(nan, ["b"])  # only the rows asked for are checked
+    with pytest.raises(ConfigError, match="not found"):
+        TeacherTable.from_file(tmp_path / "none.npz", ["a"])
+
+
+# ------------------------------------------------------------------------------------------------- EmbeddingModule
+def text_examples() -> list[TextExample]:
+    return [TextExample(f"t:{i}", t) for i, t in enumerate(TEXTS)]
+
+
+def test_embed_texts_pairs_and_scored(tok) -> None:
+    student = tiny_encoder(tok)
+    collate = Collator(tok, 32)
+    table = TeacherTable(unit_rows(16, 16), "random")
+    leaf = EmbeddingModule(student, build_loss({"leaf": {}}), teacher_table=table)
+    batch = collate([(i, e) for i, e in enumerate(text_examples()) if i in (3, 7, 11)])
+    emb = leaf.embed(batch)
+    assert emb.present() == {"query", "teacher"} and emb.query.shape == (3, 16) and emb.query.requires_grad
+    torch.testing.assert_close(emb.teacher, torch.from_numpy(table.embeddings[[3, 7, 11]]))
+    np.testing.assert_allclose(emb.query.detach().numpy(), student.encode([TEXTS[i] for i in (3, 7, 11)]), atol=1e-5)
+
+    pairs = [PairExample(f"q{i}", TEXTS[i], f"d{i}", TEXTS[i + 4], (f"n{i}",), (TEXTS[i + 8],)) for i in range(3)]
+    emb = EmbeddingModule(student, build_loss({"infonce": {}})).embed(collate(list(enumerate(pairs))))
+    assert emb.present() == {"query", "positive", "negatives", "document_mask"}
+    assert emb.positive.shape == (3, 16) and emb.negatives.shape == (3, 1, 16) and emb.document_mask.shape == (3, 6)
+    np.testing.assert_allclose(emb.positive.detach().numpy(), student.encode(TEXTS[4:7]), atol=1e-5)
+    np.testing.assert_allclose(emb.negatives[:, 0].detach().numpy(), student.encode(TEXTS[8:11]), atol=1e-5)
+
+    scored = [ScoredExample(f"q{i}", TEXTS[i], ("a", "b", "c"), tuple(TEXTS[i + 1 : i + 4]), (3.0, 2.0, i)) for i in (0, 5)]
+    emb = EmbeddingModule(student, build_loss({"kl_distill": {}})).embed(collate(list(enumerate(scored))))
+    assert emb.present() == {"query", "candidates", "teacher_scores"} and emb.candidates.shape == (2, 3, 16)
+    torch.testing.assert_close(emb.teacher_scores, torch.tensor([[3.0, 2.0, 0.0], [3.0, 2.0, 5.0]]))
+    np.testing.assert_allclose(emb.candidates[1].detach().numpy(), student.encode(TEXTS[6:9]), atol=1e-5)
+
+
+def test_module_config_errors(tok) -> None:
+    student = tiny_encoder(tok)
+    with pytest.raises(ConfigError, match="teacher"):
+        EmbeddingModule(student, build_loss({"leaf": {}}))
+    with pytest.raises(ConfigError, match="projection_dim=24"):
+        EmbeddingModule(student, build_loss({"leaf": {}}), teacher_table=TeacherTable(unit_rows(4, 24), "x"))
+    with pytest.raises(ConfigError, match=r"matryoshka dims \[64\]"):  # before the teacher is even looked at
+        EmbeddingModule(student, build_loss({"leaf": {"matryoshka_dims": [8, 64]}}))
+    with pytest.raises(ConfigError, match=r"matryoshka dims \[32\]"):
+        EmbeddingModule(student, build_loss({"infonce": {"matryoshka_dims": [32]}}))
+
+
+def leaf_loss_on(module: EmbeddingModule, batch: dict) -> float:
+    with torch.no_grad():
+        return float(module.loss(module.embed(batch)).value)
+
+
+def test_a_few_steps_reduce_the_leaf_loss(tok) -> None:
+    examples = text_examples()[:8]  # one full batch per step: 8 fixed random unit targets to align to
+    table = TeacherTable(unit_rows(len(examples), 16, seed=1), "random")
+    optim = OptimConfig(lr=1e-2, projection_lr=1e-1, warmup_ratio=0.0, schedule="constant")
+    student = tiny_encoder(tok)
+    student.backbone.eval()  # as `from_pretrained` leaves a HF backbone: training must still run with dropout on
+    module = EmbeddingModule(student, build_loss({"leaf": {}}), optim, teacher_table=table)
+    collate = Collator(tok, 32)
+    everything = collate(list(enumerate(examples)))
+    before = leaf_loss_on(module, everything)
+    dm = EmbeddingDataModule(examples, collate, batch_size=8, seed=0)
+    modes = []
+    spy = pl.callbacks.LambdaCallback(on_train_batch_start=lambda tr, m, *a: modes.append(m.student.backbone.training))
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[spy],
+    )
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 5 and modes == [True] * 5
+    after = leaf_loss_on(module, everything)
+    assert before > 1.0 and after < 0.5 * before, (before, after)
+
+
+def test_checkpoint_state_leaves_the_teacher_out(tok) -> None:
+    teacher = tiny_encoder(tok, seed=5)
+    module = EmbeddingModule(tiny_encoder(tok, seed=1), build_loss({"leaf": {}}), teacher=teacher)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    emb = module.embed(Collator(tok, 32)(list(enumerate(text_examples()[:3]))))
+    np.testing.assert_allclose(emb.teacher.numpy(), teacher.encode(TEXTS[:3]), atol=1e-5)
+    state = module.state_dict()
+    assert state and not any(k.startswith("teacher.") for k in state)
+    assert any(k.startswith("student.projection.") for k in state)
+
+    other = EmbeddingModule(tiny_encoder(tok, seed=2), build_loss({"leaf": {}}), teacher=tiny_encoder(tok, seed=6))
+    other.load_state_dict(state)
+    for key, value in other.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert not torch.equal(other.teacher.projection.weight, teacher.projection.weight)  # teacher untouched
+    with pytest.raises(RuntimeError, match="student.projection.bias"):
+        other.load_state_dict({k: v for k, v in state.items() if k != "student.projection.bias"})
+
+
+# ------------------------------------------------------------------------------------------------- EvaluationCallback
+class RecordingLogger(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, dict]] = []
+
+    name, version = "recording", 0
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.records.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("max_steps", "eval_steps"), [(4, [2, 4]), (5, [2, 4, 5])])
+def test_evaluation_callback_schedule_and_logs(tok, monkeypatch, max_steps: int, eval_steps: list) -> None:
+    calls = []
+
+    def fake_evaluate(tasks, docs, query, **kwargs):
+        calls.append((list(tasks), docs, query))
+        return [TaskResult("scifact", {"ndcg_at_10": 0.1 * len(calls), "recall_at_100": 0.9}, [], "fp")]
+
+    monkeypatch.setattr("embedlab.lit.callbacks.evaluate_tasks", fake_evaluate)
+    examples = text_examples()
+    module = EmbeddingModule(
+        tiny_encoder(tok), build_loss({"leaf": {}}), teacher_table=TeacherTable(unit_rows(16, 16), "random")
+    )
+    callback = EvaluationCallback(["scifact"], every_n_steps=2)
+    logger = RecordingLogger()
+    trainer = pl.Trainer(
+        max_steps=max_steps,
+        logger=logger,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, datamodule=EmbeddingDataModule(examples, Collator(tok, 32), batch_size=4))
+    assert len(calls) == len(eval_steps)
+    assert all(c == (["scifact"], module.student, None) for c in calls)
+    logged = [(step, m) for step, m in logger.records if any(k.startswith("eval/") for k in m)]
+    assert [step for step, _ in logged] == eval_steps
+    assert logged[-1][1] == {"eval/scifact/ndcg_at_10": pytest.approx(0.1 * len(eval_steps)), "eval/scifact/recall_at_100": 0.9}
+    assert callback.last[0].metrics["ndcg_at_10"] == pytest.approx(0.1 * len(eval_steps))
+    assert module.student.training  # evaluation leaves the student in train mode
+
+
+def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(
+        "embedlab.lit.callbacks.evaluate_tasks",
+        lambda tasks, docs, query, **kw: seen.append((docs, query)) or [TaskResult("scifact", {"x": 1.0}, [], "")],
+    )
+    teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
+    module = EmbeddingModule(student, build_loss({"infonce": {}}))
+    logger = RecordingLogger()
+    trainer = type("T", (), {"loggers": [logger], "global_step": 7})()
+    callback = EvaluationCallback(["scifact"], document_encoder=teacher, prefix="eval_asymmetric")
+    callback.evaluate(trainer, module)
+    assert seen == [(teacher, student)] and logger.records == [(7, {"eval_asymmetric/scifact/x": 1.0})]
+    callback.on_train_end(trainer, module)  # already evaluated at this step
+    assert len(seen) == 1
+
