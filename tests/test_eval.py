@@ -60,7 +60,7 @@ class FakeEncoder:
     def encode_documents(self, texts: list[str], batch_size: int = 32, **_) -> np.ndarray:
         return self._encode("document", texts)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, head: bool = True) -> str:
         return self._fingerprint
 
     def describe(self) -> dict:

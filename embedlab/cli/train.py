@@ -51,8 +51,12 @@ def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
     raise ConfigError(f"data.kind must be text, pairs or scored, got {data.kind!r}")
 
 
-def build_teacher(cfg: DictConfig, groups: list[list[str]], ids: list[str], cache: EmbeddingCache | None):
-    """(teacher encoder or None, teacher table or None) from the `teacher` group; `groups`: texts per source."""
+def build_teacher(
+    cfg: DictConfig, groups: list[list[str]], ids: list[str], cache: EmbeddingCache | None, student_dim: int
+):
+    """(teacher encoder or None, teacher table or None) from the `teacher` group; `groups`: texts per source.
+
+    A student/teacher size mismatch is reported as soon as the teacher is loaded, before it embeds anything."""
     t = cfg.teacher
     if t.get("file"):
         return None, TeacherTable.from_file(t.file, ids)
@@ -63,6 +67,11 @@ def build_teacher(cfg: DictConfig, groups: list[list[str]], ids: list[str], cach
         OmegaConf.structured(encoder_config(t.path).__dict__), {k: v for k, v in settings.items() if v is not None}
     )
     teacher = build_encoder(node)
+    if teacher.dim != student_dim:
+        raise ConfigError(
+            f"the student's embeddings have {student_dim} dims but the teacher's ({teacher.name}) have {teacher.dim}: "
+            f"set model.projection_dim={teacher.dim}"
+        )
     if not t.get("cache", True):
         return teacher, None
     log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
@@ -141,7 +150,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     groups = [[text_of(e) for e in source] for source in examples.values()]  # dm.all_examples order
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
-    teacher, table = build_teacher(cfg, groups, ids, cache)
+    teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
     module = EmbeddingModule(student, loss, optim, teacher=teacher if table is None else None, teacher_table=table)
     if cfg.projection.init == "ridge":
         if table is None:
