@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.errors import ConfigError
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.models import Encoder, EncoderConfig
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -41,3 +43,15 @@ def setup_logging() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+def run_hydra_job(run: Callable[[DictConfig, Path], object], cfg: DictConfig, log: logging.Logger) -> None:
+    """Run a CLI body in the Hydra run directory; user-facing problems print one line and exit 2, no traceback."""
+    from hydra.core.hydra_config import HydraConfig
+
+    setup_logging()
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except EmbedlabError as e:
+        log.error("%s", e)
+        sys.exit(2)

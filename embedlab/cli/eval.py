@@ -7,17 +7,15 @@ embedlab-eval model.path=outputs/train/.../model query_model=minilm eval.dims=[1
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, build_encoder, setup_logging
+from embedlab.cli.common import CONF_DIR, build_encoder, run_hydra_job
 from embedlab.data import get_task
-from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import EvalSettings, TaskResult, check_settings, evaluate_tasks
 from embedlab.io import write_json_atomic, write_text_atomic
@@ -115,12 +113,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    setup_logging()
-    try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except EmbedlabError as e:  # user-facing problems: one line, no traceback
-        log.error("%s", e)
-        sys.exit(2)
+    run_hydra_job(run, cfg, log)
 
 
 if __name__ == "__main__":

@@ -8,21 +8,19 @@ embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, setup_logging
+from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, read_pairs, read_scored, read_texts
-from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
@@ -252,12 +250,7 @@ def results_table(systems: dict[str, dict], summary: dict) -> str:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    setup_logging()
-    try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except EmbedlabError as e:  # user-facing problems: one line, no traceback
-        log.error("%s", e)
-        sys.exit(2)
+    run_hydra_job(run, cfg, log)
 
 
 if __name__ == "__main__":

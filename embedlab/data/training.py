@@ -87,16 +87,17 @@ def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> lis
 
 
 def _jsonl_texts(path: Path, id_field: str, text_field: str) -> Iterator[tuple[str, str]]:
-    for lineno, rec in _jsonl_records(path):
+    for lineno, rec in read_jsonl(path):
         text = rec.get(text_field)
         if not isinstance(text, str):
             raise DataFormatError(path, lineno, text_field, "missing or not a string")
         yield str(rec.get(id_field, lineno)), text
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-blank line; a malformed line is one DataFormatError naming file and line."""
     if not path.is_file():
-        raise ConfigError(f"training file {path} not found")
+        raise ConfigError(f"{path} not found")
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -123,7 +124,7 @@ def read_pairs(
     negatives: dict[str, list[str]] = {}
     if negatives_file is not None and num_negatives > 0:
         path = Path(negatives_file)
-        for lineno, rec in _jsonl_records(path):
+        for lineno, rec in read_jsonl(path):
             ids = rec.get("negative_ids")
             if not isinstance(rec.get("query_id"), str) or not isinstance(ids, list):
                 raise DataFormatError(path, lineno, "query_id/negative_ids", "need a string and a list")
@@ -153,7 +154,7 @@ def read_scored(path: str | Path, num_candidates: int | None = None) -> list[Sco
     writes). Lists are cut to `num_candidates` (keeping order) so a batch is rectangular."""
     path = Path(path)
     out = []
-    for lineno, rec in _jsonl_records(path):
+    for lineno, rec in read_jsonl(path):
         for key in ("query_id", "query", "candidate_ids", "candidates", "scores"):
             if key not in rec:
                 raise DataFormatError(path, lineno, key, "missing")

@@ -8,13 +8,13 @@ A black-box teacher (e.g. an embedding API) is a file of vectors keyed by text i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from embedlab.data.training import read_jsonl
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 
@@ -55,15 +55,11 @@ class TeacherTable:
                 table = dict(zip((str(i) for i in f["ids"]), f["embeddings"], strict=True))
         else:
             table = {}
-            with open(path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                        table[str(rec["id"])] = np.asarray(rec["embedding"], dtype=np.float32)
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                        raise DataFormatError(path, lineno, "id/embedding", f"unreadable record ({e})") from None
+            for lineno, rec in read_jsonl(path):
+                try:
+                    table[str(rec["id"])] = np.asarray(rec["embedding"], dtype=np.float32)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise DataFormatError(path, lineno, "id/embedding", f"unreadable record ({e})") from None
         missing = [i for i in ids if i not in table]
         if missing:
             raise ConfigError(
