@@ -77,15 +77,23 @@ def build_teacher(
 
 
 def init_projection(
-    student: Encoder, texts: list[str], table: TeacherTable, ridge: float, cache: EmbeddingCache | None, batch_size: int
+    student: Encoder,
+    texts: list[str],
+    rows: list[int],
+    table: TeacherTable,
+    ridge: float,
+    cache: EmbeddingCache | None,
+    batch_size: int,
 ) -> None:
-    """Closed-form projection (ridge regression of teacher embeddings on the frozen student's features)."""
+    """Closed-form projection (ridge regression of teacher embeddings on the frozen student's features), fitted
+    on the training `rows` only, so held-out texts stay unseen by the baseline as well as by training."""
     if student.projection is None:
         raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
     features = encode_cached(student, texts, kind="features", cache=cache, batch_size=batch_size)
-    weight, bias = fit_ridge(np.asarray(features), np.asarray(table.embeddings), ridge)
+    fit_rows = np.asarray(rows, dtype=np.int64)
+    weight, bias = fit_ridge(np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
     set_linear(student.projection, weight, bias)
-    log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(texts), ridge)
+    log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
 def text_of(example) -> str:
@@ -153,7 +161,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.projection.init == "ridge":
         if table is None:
             raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
-        init_projection(student, texts, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
+        init_projection(student, texts, dm.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
     if cfg.projection.freeze_backbone:
         student.backbone.requires_grad_(False)
 
