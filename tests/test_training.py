@@ -145,6 +145,31 @@ def test_features_and_fingerprint_without_head(tok) -> None:
     assert enc.fingerprint(head=False) != features
 
 
+def test_ridge_init_uses_training_rows_only(tok) -> None:
+    """The closed-form baseline must not see held-out texts: changing their targets leaves the fit unchanged,
+    while shifting the training targets by a constant shifts exactly the bias (centred least squares)."""
+    from embedlab.cli.train import init_projection
+
+    texts = TEXTS[:12]
+    targets = unit_rows(len(texts), 16, seed=1)
+    train_rows, heldout = list(range(8)), list(range(8, 12))
+
+    def fit(table_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = tiny_encoder(tok)
+        init_projection(enc, texts, train_rows, TeacherTable(table_rows, "test"), ridge=1e-3, cache=None, batch_size=4)
+        return enc.projection.weight.detach().clone(), enc.projection.bias.detach().clone()
+
+    weight, bias = fit(targets)
+    moved = targets.copy()
+    moved[heldout] += 5.0
+    moved_weight, moved_bias = fit(moved)
+    torch.testing.assert_close(moved_weight, weight)
+    torch.testing.assert_close(moved_bias, bias)
+    shifted_weight, shifted_bias = fit(targets + 5.0)
+    torch.testing.assert_close(shifted_weight, weight, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(shifted_bias, bias + 5.0, atol=1e-4, rtol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------------- truncate_layers
 def test_truncate_layers_equals_the_first_layers(tok, tmp_path) -> None:
     full = tiny_bert(tok, layers=4)
