@@ -135,6 +135,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         get_task(name)
     if cfg.projection.init not in ("random", "ridge"):
         raise ConfigError(f"projection.init must be random or ridge, got {cfg.projection.init!r}")
+    teacher_table_configured = cfg.teacher.get("file") or (cfg.teacher.get("path") and cfg.teacher.get("cache", True))
+    if cfg.projection.init == "ridge" and not teacher_table_configured:
+        raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
     cache = EmbeddingCache() if cfg.eval.cache else None
 
     student = build_encoder(cfg.model)
@@ -159,8 +162,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
     module = EmbeddingModule(student, loss, optim, teacher=teacher if table is None else None, teacher_table=table)
     if cfg.projection.init == "ridge":
-        if table is None:
-            raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
+        assert table is not None  # checked above, before any work
         init_projection(student, texts, dm.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
     if cfg.projection.freeze_backbone:
         student.backbone.requires_grad_(False)
