@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
-from embedlab.data.training import TextExample, read_pairs, read_scored, read_texts
+from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
@@ -96,11 +96,6 @@ def init_projection(
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
-def text_of(example) -> str:
-    """The text a teacher embeds for LEAF targets: the raw text, or a pair's / list's query."""
-    return example.text if isinstance(example, TextExample) else example.query
-
-
 def make_logger(cfg: DictConfig, out_dir: Path):
     if cfg.logger.kind == "csv":
         return pl.loggers.CSVLogger(out_dir, name="logs")
@@ -156,7 +151,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         drop_last=cfg.data.drop_last,
         heldout=cfg.data.heldout,
     )
-    groups = [[text_of(e) for e in source] for source in examples.values()]  # dm.all_examples order
+    groups = [[example_text(e) for e in source] for source in examples.values()]  # dm.all_examples order
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
     teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)

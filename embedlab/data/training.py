@@ -45,6 +45,13 @@ class ScoredExample:
 
 
 Example = TextExample | PairExample | ScoredExample
+
+
+def example_text(example: Example) -> str:
+    """The text that stands for an example: a raw text, or a pair's / list's query (teacher targets, lengths)."""
+    return example.text if isinstance(example, TextExample) else example.query
+
+
 TEXT_SOURCES = ("beir_corpus", "beir_sentences", "beir_queries", "sts_sentences", "jsonl")
 # Sentence boundary: end punctuation, whitespace, then an upper-case letter or digit (abstracts are well-formed).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from embedlab.hub import cache_dir
 from embedlab.io import atomic_path, fingerprint
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("EMBEDLAB_CACHE", Path.home() / ".cache" / "embedlab")).expanduser() / "embeddings"
+    return cache_dir() / "embeddings"
 
 
 class EmbeddingCache:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
-from embedlab.data.training import Example, TextExample
+from embedlab.data.training import Example, example_text
 from embedlab.errors import ConfigError
 
 
@@ -38,7 +38,7 @@ class IndexedDataset(Dataset):
 def example_length(example: Example) -> int:
     """Cheap length proxy for grouping: characters of the query (or text). Tokenizing every example first would
     cost a full pass over the data; character count orders texts almost as well."""
-    return len(example.text if isinstance(example, TextExample) else example.query)
+    return len(example_text(example))
 
 
 class EmbeddingDataModule(pl.LightningDataModule):
