@@ -56,6 +56,13 @@ def write_json_atomic(target: str | Path, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_jsonl_atomic(target: str | Path, rows: Iterable[dict]) -> None:
+    """One JSON object per line, streamed (rows may be a generator)."""
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -18,3 +18,17 @@ def real_data() -> Path:
     if missing:
         pytest.skip(f"shared data not found at {REAL_DATA} (missing {', '.join(missing)}; set EMBEDLAB_DATA)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="module")
+def env(real_data: Path, tmp_path_factory) -> dict[str, str]:
+    """Environment for CLI subprocesses: offline, the real data, a private embedding/model cache per test module,
+    one OpenMP thread (two test workers share two cores; spinning threads made MiniLM steps ~20x slower)."""
+    cache = tmp_path_factory.mktemp("embedlab_cache")
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "EMBEDLAB_DATA": str(real_data),
+        "EMBEDLAB_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
 
 pytestmark = pytest.mark.slow
-
-
-def cli_env(data: Path, cache: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDLAB_DATA": str(data), "EMBEDLAB_CACHE": str(cache)}
 
 
 def cli_args(run_dir: Path, cache_dir: Path, **overrides: str) -> list[str]:
@@ -42,11 +37,6 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli_eval")
-
-
-@pytest.fixture(scope="module")
-def env(real_data: Path, workdir: Path) -> dict[str, str]:
-    return cli_env(real_data, workdir / "embedlab_cache")
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,16 @@ def test_truncated_cuts_student_fields_and_same_size_teacher():
     assert other.teacher.shape == (2, 6)  # a teacher of another size is not the student's space
 
 
+def test_float32_casts_vectors_and_scores_but_not_the_mask():
+    x = torch.tensor([[0.1, 0.2]], dtype=torch.bfloat16)
+    mask = torch.tensor([[True]])
+    emb = Embeddings(query=x, positive=x, teacher_scores=torch.ones(1, 3, dtype=torch.float16), document_mask=mask)
+    out = emb.float32()
+    assert out.query.dtype == out.positive.dtype == out.teacher_scores.dtype == torch.float32
+    assert out.document_mask is mask and out.negatives is None
+    assert torch.equal(out.query, x.float())
+
+
 def test_missing_fields_are_a_config_error():
     with pytest.raises(ConfigError, match="teacher"):
         Leaf()(Embeddings(query=t([[1.0, 2.0]])))

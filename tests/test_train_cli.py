@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,19 +43,6 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli_train")
 
 
-@pytest.fixture(scope="module")
-def env(real_data: Path, workdir: Path) -> dict[str, str]:
-    cache = workdir / "embedlab_cache"
-    # One thread: on a shared 2-core machine, two spinning OpenMP threads made a MiniLM step ~20x slower.
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "EMBEDLAB_DATA": str(real_data),
-        "EMBEDLAB_CACHE": str(cache),
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def run_cli(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
 
@@ -87,7 +73,10 @@ def test_plain_infonce_run(workdir: Path, env: dict[str, str]) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     assert f"run directory: {out}" in proc.stdout
 
-    for name in ("metrics.json", "metrics_before.json"):
+    for folder in (out, out / "before"):  # trained and untrained student: the embedlab-eval schema, per query too
+        rows = [json.loads(line) for line in (folder / "per_query" / "scifact.jsonl").read_text().splitlines()]
+        assert len(rows) == 10 and all("ndcg_at_10" in r and "query_id" in r for r in rows)
+    for name in ("metrics.json", "before/metrics.json"):
         metrics = json.loads((out / name).read_text())
         assert list(metrics) == ["scifact"], name
         assert {"ndcg_at_10", "map_at_10", "recall_at_100", "mrr_at_10", "precision_at_1"} <= set(metrics["scifact"])
@@ -137,7 +126,7 @@ def test_leaf_run_with_a_teacher_file(workdir: Path, env: dict[str, str]) -> Non
     summary = manifest["summary"]
     assert summary["steps"] == 2 and -1.0 <= summary["heldout_cosine"] <= 1.0
     assert list(json.loads((out / "metrics.json").read_text())) == ["stsb"]
-    assert not (out / "metrics_before.json").exists()
+    assert not (out / "before").exists()
     assert (out / "model" / "2_Dense").is_dir()  # the 384 -> 16 projection is exported
 
 
@@ -157,7 +146,7 @@ def test_bad_loss_settings_fail_in_one_line_before_any_work(bad_runs, name: str)
     errors = [line for line in proc.stdout.splitlines() if "ERROR" in line or "Error" in line]
     assert len(errors) == 1 and BAD[name][1] in errors[0], proc.stdout[-3000:]
     assert "not found" not in proc.stdout  # the missing data set was never read
-    assert "Trainer" not in proc.stdout and not (run_dir / "metrics_before.json").exists()
+    assert "Trainer" not in proc.stdout and not (run_dir / "before").exists()
 
 
 @pytest.mark.parametrize(

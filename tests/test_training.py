@@ -316,6 +316,25 @@ def test_a_few_steps_reduce_the_leaf_loss(tok) -> None:
     assert before > 1.0 and after < 0.5 * before, (before, after)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a bare step, no Trainer attached
+def test_losses_run_in_float32_under_bf16_autocast(tok) -> None:
+    """A bf16-mixed step hands bf16 vectors over; the loss must see them in float32, outside autocast."""
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {"temperature": 0.05}}))
+    pairs = [PairExample(f"q{i}", TEXTS[i], f"d{i}", TEXTS[i + 8]) for i in range(4)]
+    batch = Collator(tok, 32)(list(enumerate(pairs)))
+    seen = []
+    inner = module.loss.forward
+    module.loss.forward = lambda emb: seen.append((emb.query.dtype, torch.is_autocast_enabled("cpu"))) or inner(emb)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module.embed(batch).query.dtype == torch.bfloat16  # what the loss would get without the cast
+        value = module.training_step(batch, 0)
+    assert seen == [(torch.float32, False)] and value.dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        emb = module.embed(batch)
+    reference = module.loss(emb.float32()).value  # bf16 vectors, float32 loss: what the step computed
+    torch.testing.assert_close(value.detach(), reference)
+
+
 def test_checkpoint_state_leaves_the_teacher_out(tok) -> None:
     teacher = tiny_encoder(tok, seed=5)
     module = EmbeddingModule(tiny_encoder(tok, seed=1), build_loss({"leaf": {}}), teacher=teacher)

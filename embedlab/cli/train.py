@@ -8,6 +8,7 @@ embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
-from embedlab.data import get_task
+from embedlab.data import get_task, load_beir, resolve_data_path
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
@@ -28,9 +29,12 @@ from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
+from embedlab.lit.remining import RemineCallback
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import build_loss
 from embedlab.manifest import build_manifest
+from embedlab.mining.mine import mine, selection_from_config, write_mining_outputs
+from embedlab.mining.select import SelectionConfig
 from embedlab.models import Encoder
 from embedlab.models.projection import fit_ridge, set_linear
 from embedlab.report.table import format_table
@@ -96,6 +100,48 @@ def init_projection(
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
+def check_mining(cfg: DictConfig) -> tuple[SelectionConfig, int] | None:
+    """(selection, top_k) when `mining` is enabled; its knobs and the data it needs are checked before any work."""
+    knobs = OmegaConf.to_container(cfg.mining, resolve=True)
+    if not knobs.get("enabled"):
+        return None
+    selection, top_k = selection_from_config(knobs)
+    k = int(cfg.data.get("num_negatives") or 0)
+    if cfg.data.kind != "pairs" or not 1 <= k <= selection.num_negatives:
+        raise ConfigError(
+            f"mining={selection.margin} needs pair data with 1 ≤ data.num_negatives ≤ mining.num_negatives "
+            f"({selection.num_negatives}); got data.kind={cfg.data.kind}, data.num_negatives={k}"
+        )
+    return selection, top_k
+
+
+def mine_before_training(
+    cfg: DictConfig, mining: tuple[SelectionConfig, int], student: Encoder, out_dir: Path, cache
+) -> RemineCallback | None:
+    """Mine the training queries' negatives into <run>/mining/ and point data.negatives_file at them; the
+    re-mining callback when `mining.refresh_every_n_steps` asks for one."""
+    selection, top_k = mining
+    miner = build_encoder(cfg.mining_model) if cfg.mining_model else student
+    corpus = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
+    result = mine(corpus, miner, miner, selection, top_k=top_k, batch_size=cfg.eval.batch_size, cache=cache)
+    negatives = out_dir / "mining" / "negatives.jsonl"
+    write_mining_outputs(result, negatives, negatives.parent, selection, f"{corpus.name} {cfg.data.split}")
+    cfg.data.negatives_file = str(negatives)  # the recorded config says where this run's negatives came from
+    log.info("mined negatives for %d queries: %s", result.counts["queries"], result.counts)
+    every = int(cfg.mining.get("refresh_every_n_steps") or 0)
+    if every <= 0:
+        return None
+    return RemineCallback(
+        corpus,
+        selection,
+        top_k=top_k,
+        every_n_steps=every,
+        num_negatives=int(cfg.data.num_negatives),
+        out_dir=negatives.parent,
+        batch_size=cfg.eval.batch_size,
+    )
+
+
 def make_logger(cfg: DictConfig, out_dir: Path):
     if cfg.logger.kind == "csv":
         return pl.loggers.CSVLogger(out_dir, name="logs")
@@ -133,6 +179,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     teacher_table_configured = cfg.teacher.get("file") or (cfg.teacher.get("path") and cfg.teacher.get("cache", True))
     if cfg.projection.init == "ridge" and not teacher_table_configured:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
+    mining = check_mining(cfg)
     cache = EmbeddingCache() if cfg.eval.cache else None
 
     student = build_encoder(cfg.model)
@@ -141,6 +188,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     check_settings(settings, student.dim)
     if cfg.projection.init == "ridge" and student.projection is None:
         raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
+    remine = mine_before_training(cfg, mining, student, out_dir, cache) if mining else None
     examples = read_examples(cfg.data, cfg.data.root)
     dm = EmbeddingDataModule(
         examples,
@@ -166,19 +214,29 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     retrieval_tasks = [t for t in tasks if get_task(t).kind == "retrieval"]
     asymmetric = bool(cfg.eval.asymmetric and teacher is not None and retrieval_tasks)
     common = {"every_n_steps": cfg.eval.every_n_steps, "settings": settings, "data_root": cfg.data.root, "cache": cache}
-    evaluators = [EvaluationCallback(tasks, **common)]
+    # The run directory itself holds the trained student's evaluation (the embedlab-eval schema); every other
+    # system gets a subfolder of the same shape, per-query scores included, for paired comparisons.
+    evaluators = [EvaluationCallback(tasks, out_dir=out_dir, **common)]
     if asymmetric:
         evaluators.append(
-            EvaluationCallback(retrieval_tasks, document_encoder=teacher, prefix="eval_asymmetric", **common)
+            EvaluationCallback(
+                retrieval_tasks,
+                document_encoder=teacher,
+                prefix="eval_asymmetric",
+                out_dir=out_dir / "asymmetric",
+                **common,
+            )
         )
 
-    def evaluate(task_names: list[str], docs: Encoder, queries: Encoder | None = None) -> dict:
-        results = evaluate_tasks(task_names, docs, queries, settings=settings, data_root=cfg.data.root, cache=cache)
+    def evaluate(task_names: list[str], folder: str, docs: Encoder, queries: Encoder | None = None) -> dict:
+        results = evaluate_tasks(
+            task_names, docs, queries, settings=settings, data_root=cfg.data.root, cache=cache, out_dir=out_dir / folder
+        )
         return {r.task: r.metrics for r in results}
 
     systems: dict[str, dict] = {}  # system -> task -> metrics: the run's one results table
     if teacher is not None and cfg.eval.teacher:
-        systems["teacher"] = evaluate(tasks, teacher)
+        systems["teacher"] = evaluate(tasks, "teacher", teacher)
     heldout = np.asarray(dm.heldout_rows, dtype=np.int64)
 
     def agreement() -> float | None:
@@ -188,26 +246,29 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     summary: dict = {"heldout_cosine_before": agreement()}
     if cfg.eval.before_training:
-        systems["student (before)"] = evaluate(tasks, student)
-        write_json_atomic(out_dir / "metrics_before.json", systems["student (before)"])
+        systems["student (before)"] = evaluate(tasks, "before", student)
         if asymmetric:
-            systems["asymmetric (before)"] = evaluate(retrieval_tasks, teacher, student)
+            systems["asymmetric (before)"] = evaluate(retrieval_tasks, "asymmetric_before", teacher, student)
 
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=make_logger(cfg, out_dir),
-        callbacks=[*evaluators, pl.callbacks.LearningRateMonitor("step")],
+        callbacks=[
+            *evaluators,
+            *([remine] if remine else []),
+            pl.callbacks.LearningRateMonitor("step"),
+            # tqdm, not rich's bar: rich draws nothing when output goes to a file or a CI log
+            pl.callbacks.TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
+        ],
         enable_checkpointing=False,
         default_root_dir=str(out_dir),
         deterministic=True,
     )
     trainer.fit(module, datamodule=dm)
 
-    systems["student"] = metrics = {r.task: r.metrics for r in evaluators[0].last}
-    write_json_atomic(out_dir / "metrics.json", metrics)
+    systems["student"] = {r.task: r.metrics for r in evaluators[0].last}
     if asymmetric:
         systems["asymmetric"] = {r.task: r.metrics for r in evaluators[1].last}
-        write_json_atomic(out_dir / "metrics_asymmetric.json", systems["asymmetric"])
     write_json_atomic(out_dir / "results.json", systems)
     summary.update(
         heldout_cosine=agreement(), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)

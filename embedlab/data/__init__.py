@@ -3,7 +3,7 @@
 from embedlab.data.beir import MissingQrelsDocsWarning, RetrievalData, load_beir
 from embedlab.data.download import KNOWN_MD5, download_beir
 from embedlab.data.sts import StsPairs, load_sts
-from embedlab.data.tasks import TASKS, TaskSpec, data_root, get_task, load_task
+from embedlab.data.tasks import TASKS, TaskSpec, data_root, get_task, load_task, resolve_data_path
 
 __all__ = [
     "KNOWN_MD5",
@@ -18,4 +18,5 @@ __all__ = [
     "load_beir",
     "load_sts",
     "load_task",
+    "resolve_data_path",
 ]

@@ -52,6 +52,13 @@ def data_root(configured: str | Path | None = None) -> Path:
     return _CACHE.expanduser()
 
 
+def resolve_data_path(path: str | Path, root: str | Path | None = None) -> Path:
+    """A data path as given when it is absolute or exists, else relative to the data root (`scifact` ->
+    <root>/scifact)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() else data_root(root) / p
+
+
 def get_task(name: str) -> TaskSpec:
     key = name.strip().lower()
     spec = TASKS.get(_ALIASES.get(key, key))

@@ -15,7 +15,7 @@ from typing import Any
 
 from embedlab.data.beir import find_data_file, load_beir, read_beir_jsonl
 from embedlab.data.sts import load_sts
-from embedlab.data.tasks import data_root
+from embedlab.data.tasks import resolve_data_path
 from embedlab.errors import ConfigError, DataFormatError
 
 
@@ -58,17 +58,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 MIN_SENTENCE_CHARS = 20  # shorter fragments ("(n = 12).") carry little meaning for distillation
 
 
-def _resolve(path: str, root: str | Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() else data_root(root) / path
-
-
 def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> list[TextExample]:
     """One text source from config: {name, type, path, split?, text_field?, id_field?, limit?}."""
     name, kind, limit = source.get("name"), source.get("type"), source.get("limit")
     if not name or kind not in TEXT_SOURCES:
         raise ConfigError(f"text source {dict(source)} needs a name and a type in {TEXT_SOURCES}")
-    path = _resolve(str(source["path"]), root)
+    path = resolve_data_path(str(source["path"]), root)
     if kind in ("beir_corpus", "beir_sentences"):
         corpus = find_data_file(path, "corpus.jsonl")
         if corpus is None:
@@ -127,7 +122,7 @@ def read_pairs(
 ) -> list[PairExample]:
     """(query, positive) pairs from BEIR qrels (one example per relevant document), with hard negatives from a
     mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given."""
-    data = load_beir(_resolve(str(folder), root), split=split)
+    data = load_beir(resolve_data_path(str(folder), root), split=split)
     negatives: dict[str, list[str]] = {}
     if negatives_file is not None and num_negatives > 0:
         path = Path(negatives_file)

@@ -9,7 +9,6 @@ Output folder layout (every file written atomically):
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from embedlab.eval.metrics import DEFAULT_K, check_k_values
 from embedlab.eval.quantize import check_dims, check_precisions, grid_dims
 from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, evaluate_retrieval
 from embedlab.eval.sts import evaluate_sts
-from embedlab.io import atomic_path, write_json_atomic
+from embedlab.io import atomic_path, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ def evaluate_task(
         )
         grid = [{"task": spec.name, **row} for row in result.rows]
         if out_dir is not None:
-            _write_jsonl(
+            write_jsonl_atomic(
                 out_dir / "per_query" / f"{spec.name}.jsonl",
                 ({"query_id": q, **m} for q, m in result.per_query.items()),
             )
@@ -124,7 +123,7 @@ def evaluate_task(
             }
         )
         if out_dir is not None and len(grid) == 1:
-            _write_jsonl(
+            write_jsonl_atomic(
                 out_dir / "per_query" / f"{spec.name}.jsonl",
                 (
                     {"pair": i, "cosine": float(c), "gold": g}
@@ -172,14 +171,8 @@ def evaluate_tasks(
         write_json_atomic(out_dir / "metrics.json", {r.task: r.metrics for r in results})
         rows = [row for r in results for row in r.grid]
         if len(rows) > len(results):
-            _write_jsonl(out_dir / "grid.jsonl", rows)
+            write_jsonl_atomic(out_dir / "grid.jsonl", rows)
     return results
-
-
-def _write_jsonl(path: Path, rows) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
 
 
 def _write_run(path: Path, run: dict[str, dict[str, float]], depth: int) -> None:

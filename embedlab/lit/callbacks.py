@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytorch_lightning as pl
 
@@ -16,7 +17,8 @@ class EvaluationCallback(pl.Callback):
     """Evaluate the student every `every_n_steps` optimizer steps and at the end; log `eval/<task>/<metric>`.
 
     With `document_encoder` (e.g. the teacher) retrieval runs asymmetrically: its documents, the student's queries.
-    The frozen document side hits the embedding cache after the first evaluation.
+    The frozen document side hits the embedding cache after the first evaluation. With `out_dir`, the final
+    evaluation also writes its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec).
     """
 
     def __init__(
@@ -29,18 +31,26 @@ class EvaluationCallback(pl.Callback):
         document_encoder=None,
         cache: EmbeddingCache | None = None,
         prefix: str = "eval",
+        out_dir: Path | None = None,
     ) -> None:
         self.tasks, self.every_n_steps, self.settings = list(tasks), every_n_steps, settings or EvalSettings()
         self.data_root, self.document_encoder, self.cache, self.prefix = data_root, document_encoder, cache, prefix
+        self.out_dir = out_dir
         self.last: list[TaskResult] = []
         self._last_step = -1
 
-    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule) -> list[TaskResult]:
+    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, final: bool = False) -> list[TaskResult]:
         student = module.student
         docs = self.document_encoder or student
         query = student if self.document_encoder is not None else None
         self.last = evaluate_tasks(
-            self.tasks, docs, query, settings=self.settings, data_root=self.data_root, cache=self.cache
+            self.tasks,
+            docs,
+            query,
+            settings=self.settings,
+            data_root=self.data_root,
+            cache=self.cache,
+            out_dir=self.out_dir if final else None,
         )
         student.train()
         metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
@@ -60,5 +70,6 @@ class EvaluationCallback(pl.Callback):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if trainer.global_step != self._last_step:
-            self.evaluate(trainer, pl_module)
+        # The last periodic evaluation may have been at this very step: files are still wanted, numbers are not new.
+        if trainer.global_step != self._last_step or self.out_dir is not None:
+            self.evaluate(trainer, pl_module, final=True)

@@ -46,6 +46,15 @@ class Embeddings:
             changes["teacher"] = self.teacher[..., :dim]
         return replace(self, **changes)
 
+    def float32(self) -> Embeddings:
+        """Every floating-point field in float32 (mixed-precision forward passes hand over bf16/fp16 vectors)."""
+        changes = {
+            f.name: value.float()
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), torch.Tensor) and value.is_floating_point()
+        }
+        return replace(self, **changes)
+
     def present(self) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name) is not None}
 

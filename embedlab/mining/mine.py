@@ -1,0 +1,170 @@
+"""Mine hard negatives for a BEIR split: encode, retrieve, select; records for training plus diagnostics.
+
+The false-negative rate needs positives the selection does not know about. Where a query has several judged
+documents, the diagnostic pass keeps only the first as "the positive" and hides the others, as an incompletely
+labelled training set would; a kept negative that is a hidden positive is a false negative. The training records
+themselves always use every known positive.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedlab.data.beir import RetrievalData
+from embedlab.errors import ConfigError
+from embedlab.eval.cache import EmbeddingCache, encode_cached
+from embedlab.io import write_json_atomic, write_jsonl_atomic
+from embedlab.mining.candidates import CandidateTable, flag_candidates, retrieve
+from embedlab.mining.select import FILTERS, Selection, SelectionConfig, select_negatives
+from embedlab.report.plots import histogram_png
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MiningResult:
+    records: list[dict]  # one per query: the training file's lines
+    counts: dict[str, int]  # what each filter dropped, what was left, what was sampled
+    diagnostics: dict  # false negatives under hidden positives
+    scores: dict[str, np.ndarray]  # positive / kept / dropped-by-margin scores, for the histogram
+
+
+def query_positives(data: RetrievalData) -> tuple[list[str], list[list[int]]]:
+    """Queries with at least one judged-relevant document in the corpus, and those documents' corpus rows."""
+    row = {d: i for i, d in enumerate(data.corpus)}
+    ids, positives = [], []
+    for qid, judged in data.qrels.items():
+        rows = [row[d] for d, rel in judged.items() if rel > 0 and d in row]
+        if rows:
+            ids.append(qid)
+            positives.append(rows)
+    return ids, positives
+
+
+def _records(
+    query_ids: list[str], data: RetrievalData, doc_ids: list[str], table: CandidateTable, sel: Selection
+) -> list[dict]:
+    records = []
+    for i, qid in enumerate(query_ids):
+        cols = sel.negatives[i][sel.negatives[i] >= 0]
+        rows = table.index[i, cols]
+        positives = [d for d, rel in data.qrels[qid].items() if rel > 0 and d in data.corpus]
+        records.append(
+            {
+                "query_id": qid,
+                "query": data.queries[qid],
+                "positive_ids": positives,
+                "positive_scores": [round(float(s), 6) for s in table.positive_scores[i]],
+                "negative_ids": [doc_ids[r] for r in rows],
+                "negative_scores": [round(float(s), 6) for s in table.scores[i, cols]],
+            }
+        )
+    return records
+
+
+def false_negative_diagnostics(
+    retrieved: tuple[np.ndarray, np.ndarray],
+    q_emb: np.ndarray,
+    d_emb: np.ndarray,
+    doc_texts: list[str],
+    positives: list[list[int]],
+    cfg: SelectionConfig,
+) -> dict:
+    """Select again with only each multi-positive query's first positive known; count hidden positives kept."""
+    multi = [i for i, p in enumerate(positives) if len(p) > 1]
+    if not multi:
+        return {"queries": 0, "note": "no query has more than one judged document: no false-negative estimate"}
+    scores, index = retrieved
+    table = flag_candidates(
+        (scores[multi], index[multi]), q_emb[multi], d_emb, doc_texts, [positives[i][:1] for i in multi]
+    )
+    sel = select_negatives(table.scores, table.is_positive, table.is_duplicate, table.positive_score, cfg)
+    hidden = np.zeros_like(table.index, dtype=bool)
+    for j, i in enumerate(multi):
+        hidden[j] = np.isin(table.index[j], positives[i][1:])
+    sampled = sel.sampled()
+    false_neg, n_sampled = int((sampled & hidden).sum()), int(sampled.sum())
+    return {
+        "queries": len(multi),
+        "hidden_positives": sum(len(positives[i]) - 1 for i in multi),
+        "hidden_positives_retrieved": int(hidden.sum()),
+        "hidden_dropped_by": {name: int((sel.dropped[name] & hidden).sum()) for name in FILTERS},
+        "false_negatives": false_neg,
+        "negatives_sampled": n_sampled,
+        "false_negative_rate": false_neg / n_sampled if n_sampled else 0.0,
+    }
+
+
+def mine(
+    data: RetrievalData,
+    query_encoder,
+    doc_encoder,
+    cfg: SelectionConfig,
+    *,
+    top_k: int = 100,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+) -> MiningResult:
+    cfg.check()
+    query_ids, positives = query_positives(data)
+    doc_ids = list(data.corpus)
+    doc_texts = [data.corpus[d] for d in doc_ids]
+    q_emb = encode_cached(
+        query_encoder, [data.queries[q] for q in query_ids], kind="query", cache=cache, batch_size=batch_size
+    )
+    d_emb = encode_cached(doc_encoder, doc_texts, kind="document", cache=cache, batch_size=batch_size)
+    retrieved = retrieve(q_emb, d_emb, top_k)
+    table = flag_candidates(retrieved, q_emb, d_emb, doc_texts, positives)
+    sel = select_negatives(table.scores, table.is_positive, table.is_duplicate, table.positive_score, cfg)
+    counts = {"queries": len(query_ids), "candidates": int(np.isfinite(table.scores).sum()), **sel.counts()}
+    counts["queries_short"] = int((sel.negatives < 0).any(1).sum())  # fewer than num_negatives left
+    sampled = sel.sampled()
+    return MiningResult(
+        records=_records(query_ids, data, doc_ids, table, sel),
+        counts=counts,
+        diagnostics=false_negative_diagnostics(retrieved, q_emb, d_emb, doc_texts, positives, cfg),
+        scores={
+            "positives": np.concatenate(table.positive_scores),
+            "sampled negatives": table.scores[sampled],
+            "dropped by margin": table.scores[sel.dropped["margin"]],
+        },
+    )
+
+
+def selection_from_config(knobs: dict) -> tuple[SelectionConfig, int]:
+    """(selection rules, top_k) from the `mining` config group (its training switches aside), checked."""
+    knobs = {k: v for k, v in knobs.items() if k not in ("enabled", "refresh_every_n_steps")}
+    top_k = int(knobs.pop("top_k", 100))
+    try:
+        cfg = SelectionConfig(**knobs)
+    except TypeError as e:
+        raise ConfigError(f"mining: {e}") from None
+    cfg.check()
+    if top_k < 1:
+        raise ConfigError(f"mining.top_k must be ≥ 1, got {top_k}")
+    if cfg.max_rank > top_k:
+        raise ConfigError(f"mining.max_rank ({cfg.max_rank}) is beyond mining.top_k ({top_k}): raise top_k")
+    return cfg, top_k
+
+
+def write_mining_outputs(
+    result: MiningResult, negatives_path: Path, report_dir: Path, selection: SelectionConfig, label: str, bins: int = 50
+) -> dict:
+    """The training file, mining_report.json and score_histogram.png (each written atomically); returns the report.
+    `label` names the mined set in the plot title (e.g. "scifact train")."""
+    write_jsonl_atomic(negatives_path, result.records)
+    report = {"counts": result.counts, "false_negatives": result.diagnostics, "selection": selection.__dict__}
+    write_json_atomic(report_dir / "mining_report.json", report)
+    s = selection
+    histogram_png(
+        report_dir / "score_histogram.png",
+        result.scores,
+        title=f"{label}: ranks {s.min_rank}-{s.max_rank}, margin {s.margin}",
+        xlabel="similarity to the query",
+        bins=bins,
+    )
+    return report

@@ -1,0 +1,100 @@
+"""Collect finished run directories and compare configurations over seeds.
+
+A run directory is any folder holding `metrics.json` and `config.yaml` (what `embedlab-train` and `embedlab-eval`
+write). A configuration is named by the Hydra overrides that differ between the runs compared (from
+`.hydra/overrides.yaml`), seed excluded, so a sweep `-m loss.focal_infonce.gamma=0,1,2 seed=0,1,2` groups into three
+rows of three seeds each.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from embedlab.errors import DataFormatError, EmbedlabError
+
+SEED_KEYS = ("seed",)  # overrides that repeat a configuration rather than change it
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    overrides: tuple[str, ...]  # Hydra command-line overrides, as typed
+    seed: int | None
+    metrics: dict[str, dict[str, float]]  # task -> metric -> value
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataFormatError(path, mark.line + 1 if mark else None, None, "not valid YAML") from None
+
+
+def load_run(path: Path) -> Run:
+    path = Path(path)
+    try:
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path / "metrics.json", e.lineno, None, f"not valid JSON ({e.msg})") from None
+    config = _read_yaml(path / "config.yaml") or {}
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides = tuple(_read_yaml(overrides_file) or ()) if overrides_file.exists() else ()
+    return Run(path, overrides, config.get("seed"), metrics)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run directory at or below `paths`, sorted by path. Folders of one run's other systems (`before/`,
+    `teacher/`, ...) have no config.yaml and are not runs."""
+    found: list[Run] = []
+    for root in map(Path, paths):
+        if not root.exists():
+            raise EmbedlabError(f"{root}: no such run or sweep directory")
+        found += [load_run(p.parent) for p in sorted(root.rglob("config.yaml")) if (p.parent / "metrics.json").exists()]
+    if not found:
+        raise EmbedlabError(f"no run directories (metrics.json + config.yaml) under {', '.join(map(str, paths))}")
+    return sorted(found, key=lambda r: str(r.path))
+
+
+def _is_seed(override: str) -> bool:
+    return override.lstrip("+~").split("=", 1)[0] in SEED_KEYS
+
+
+def configuration_names(runs: Sequence[Run]) -> list[str]:
+    """Per run: its overrides that are not shared by every run, seed excluded ("(default)" when none)."""
+    shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    names = []
+    for run in runs:
+        varied = [o for o in run.overrides if o not in shared and not _is_seed(o)]
+        names.append(" ".join(varied) or "(default)")
+    return names
+
+
+def summarize(runs: Sequence[Run], task: str, metric: str) -> list[dict]:
+    """One row per configuration (first-seen order): n, seeds, mean, sample std (None for one run), values."""
+    groups: dict[str, list[Run]] = {}
+    for name, run in zip(configuration_names(runs), runs, strict=True):
+        groups.setdefault(name, []).append(run)
+    rows = []
+    for name, members in groups.items():
+        values = [m.metrics.get(task, {}).get(metric) for m in members]
+        missing = [str(m.path) for m, v in zip(members, values, strict=True) if v is None]
+        if missing:
+            raise DataFormatError(Path(missing[0]) / "metrics.json", None, f"{task}.{metric}", "missing")
+        rows.append(
+            {
+                "configuration": name,
+                "n": len(values),
+                "seeds": [m.seed for m in members],
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else None,
+                "values": values,
+            }
+        )
+    return rows

@@ -1,0 +1,76 @@
+"""Collecting run directories and grouping them by configuration over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from embedlab.errors import DataFormatError, EmbedlabError
+from embedlab.report.runs import configuration_names, find_runs, summarize
+
+
+def make_run(root: Path, name: str, overrides: list[str], seed: int, ndcg: float) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": ndcg}}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "loss": {}}))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    # another system of the same run: same files but no config.yaml -> not a run of its own
+    (run / "before").mkdir()
+    (run / "before" / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": 0.0}}))
+    return run
+
+
+def test_groups_by_varied_overrides_over_seeds(tmp_path: Path) -> None:
+    common = ["trainer.max_steps=5"]
+    values = {("g1", 0): 0.60, ("g1", 1): 0.62, ("g2", 0): 0.50, ("g2", 1): 0.54, ("g2", 2): 0.52}
+    for (g, seed), v in values.items():
+        overrides = [*common, "loss=focal_infonce", f"loss.gamma={g[1]}", f"seed={seed}"]
+        make_run(tmp_path, f"{g}_{seed}", overrides, seed, v)
+    make_run(tmp_path, "plain", [*common, "seed=0"], 0, 0.58)
+
+    runs = find_runs([tmp_path])
+    assert len(runs) == 6  # the before/ folders are not runs
+    rows = {r["configuration"]: r for r in summarize(runs, "scifact", "ndcg_at_10")}
+    assert set(rows) == {"loss=focal_infonce loss.gamma=1", "loss=focal_infonce loss.gamma=2", "(default)"}
+    g2 = rows["loss=focal_infonce loss.gamma=2"]
+    assert g2["n"] == 3 and g2["seeds"] == [0, 1, 2]
+    assert g2["mean"] == pytest.approx(0.52)
+    assert g2["std"] == pytest.approx(0.02)  # sample std of 0.50, 0.54, 0.52
+    assert rows["(default)"]["std"] is None and rows["(default)"]["mean"] == pytest.approx(0.58)
+    assert math.isclose(rows["loss=focal_infonce loss.gamma=1"]["std"], math.sqrt(2 * 0.01**2))
+
+
+def test_configuration_names_drop_shared_overrides(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", ["x=1", "y=2", "seed=0"], 0, 0.1)
+    b = make_run(tmp_path, "b", ["x=1", "y=3", "+seed=1"], 1, 0.2)
+    assert configuration_names(find_runs([a, b])) == ["y=2", "y=3"]
+
+
+def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(EmbedlabError, match="no such run"):
+        find_runs([tmp_path / "missing"])
+    with pytest.raises(EmbedlabError, match="no run directories"):
+        find_runs([tmp_path])
+    run = make_run(tmp_path, "r", ["seed=0"], 0, 0.3)
+    with pytest.raises(DataFormatError, match=r"metrics.json.*'scifact.recall_at_10': missing"):
+        summarize(find_runs([run]), "scifact", "recall_at_10")
+    (run / "metrics.json").write_text('{"scifact": ')
+    with pytest.raises(DataFormatError, match=r"r/metrics.json, line 1: not valid JSON"):
+        find_runs([run])
+
+
+def test_report_cli_prints_one_row_per_configuration(tmp_path: Path, capsys) -> None:
+    from embedlab.cli.report import main
+
+    for seed, v in enumerate([0.4, 0.6]):
+        make_run(tmp_path, f"r{seed}", ["loss=leaf", f"seed={seed}"], seed, v)
+    assert main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].split() == ["(default)", "2", "0,1", "0.5000", "0.1414"]
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert "no such run" in capsys.readouterr().err
