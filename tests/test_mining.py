@@ -89,10 +89,16 @@ def mine_cli(out: Path, data: Path, *overrides: str, env) -> subprocess.Complete
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_embedlab_mine_writes_a_training_file(small_scifact: Path, tmp_path: Path, env) -> None:
-    out = tmp_path / "mine"
+@pytest.fixture(scope="module")
+def mined(small_scifact: Path, tmp_path_factory, env) -> Path:
+    out = tmp_path_factory.mktemp("mined") / "run"
     proc = mine_cli(out, small_scifact, "mining=adaptive", "mining.num_negatives=4", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_embedlab_mine_writes_a_training_file(small_scifact: Path, mined: Path) -> None:
+    out = mined
     records = [json.loads(line) for line in (out / "negatives.jsonl").read_text().splitlines()]
     assert len(records) == 30
     for rec in records:
@@ -116,6 +122,39 @@ def test_embedlab_mine_bad_config_fails_before_work(small_scifact: Path, tmp_pat
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "beyond mining.top_k" in output and "Traceback" not in output
     assert not (out / "negatives.jsonl").exists()
+
+
+def test_embedlab_score_combines_a_bi_encoder_and_a_reranker(small_scifact: Path, mined: Path, tmp_path: Path, env):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from embedlab.data.training import read_scored
+    from embedlab.hub import resolve_model
+
+    reranker = tmp_path / "tiny_reranker"  # a random tiny cross-encoder (none is packaged offline)
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    config = AutoConfig.for_model(
+        "bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(tok), num_labels=1,
+    )  # fmt: skip
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(reranker)
+    tok.save_pretrained(reranker)
+    out = tmp_path / "score"
+    cmd = [
+        sys.executable, "-m", "embedlab.cli.score", f"hydra.run.dir={out}", f"input={mined / 'negatives.jsonl'}",
+        f"data.path={small_scifact}", "num_negatives=3", "teacher_scores=mpnet_reranker",
+        "teacher_scores.teachers.0.model=minilm", f"teacher_scores.teachers.1.model={reranker}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    records = [json.loads(line) for line in (out / "scored.jsonl").read_text().splitlines()]
+    assert records and all(len(r["candidates"]) == 4 for r in records)
+    for r in records:  # z-scored per teacher, then summed with weights 1 and 1
+        parts = [np.asarray(v) for v in r["teacher_scores"].values()]
+        z = sum((p - p.mean()) / p.std() for p in parts)
+        np.testing.assert_allclose(r["scores"], z, atol=1e-4)
+    assert len(read_scored(out / "scored.jsonl", num_candidates=4)) == len(records)  # a training file as is
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["models"]) == 2
 
 
 # ------------------------------------------------------------------------------------------ during training

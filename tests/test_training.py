@@ -276,6 +276,14 @@ def test_embed_texts_pairs_and_scored(tok) -> None:
     scored = [ScoredExample(f"q{i}", TEXTS[i], tuple("abc"), tuple(TEXTS[i + 1 : i + 4]), (3, 2, i)) for i in (0, 5)]
     emb = EmbeddingModule(student, build_loss({"kl_distill": {}})).embed(collate(list(enumerate(scored))))
     assert emb.present() == {"query", "candidates", "teacher_scores"} and emb.candidates.shape == (2, 3, 16)
+    both = EmbeddingModule(student, build_loss({"infonce": {}, "kl_distill": {}})).embed(
+        collate(list(enumerate(scored)))
+    )
+    assert both.present() == {"query", "candidates", "teacher_scores", "positive", "negatives", "document_mask"}
+    torch.testing.assert_close(both.positive, both.candidates[:, 0])
+    torch.testing.assert_close(both.documents(), both.candidates.reshape(6, 16)[[0, 3, 1, 2, 4, 5]])
+    # query 0's pool: its positive "a" is also candidate 0 of query 1 (same id) -> masked off, the target stays
+    assert both.document_mask.tolist() == [[True, False, True, True, True, True], [False, True, True, True, True, True]]
     torch.testing.assert_close(emb.teacher_scores, torch.tensor([[3.0, 2.0, 0.0], [3.0, 2.0, 5.0]]))
     np.testing.assert_allclose(emb.candidates[1].detach().numpy(), student.encode(TEXTS[6:9]), atol=1e-5)
 

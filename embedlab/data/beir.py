@@ -128,6 +128,15 @@ def _read_qrels(path: Path) -> Iterator[tuple[int, str, str, int]]:
         raise DataFormatError(path, 1, "header", f"empty file; expected {'<TAB>'.join(QRELS_HEADER)!r}")
 
 
+def read_corpus(folder: str | Path) -> dict[str, str]:
+    """A BEIR folder's corpus: doc id -> (title + " " + body).strip(), the string MTEB/BEIR encode."""
+    folder = Path(folder)
+    path = find_data_file(folder, "corpus.jsonl")
+    if path is None:
+        raise _missing(folder / "corpus.jsonl", folder)
+    return {did: text for _, did, text in read_beir_jsonl(path, optional_title=True)}
+
+
 def load_beir(
     folder: str | Path,
     split: str = "test",
@@ -169,7 +178,7 @@ def load_beir(
     if not qrels:
         raise DataFormatError(qrels_path, None, None, "no judgements after the header")
 
-    corpus = {did: text for _, did, text in read_beir_jsonl(corpus_path, optional_title=True)}
+    corpus = read_corpus(folder)
     absent = sorted({d for docs in qrels.values() for d in docs if d not in corpus})
     if absent:
         # Kept on purpose: dropping them would make scores incomparable with published numbers.

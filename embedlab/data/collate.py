@@ -97,8 +97,15 @@ class Collator:
             "candidates": self.tokenize(candidates, self.document_prompt),
             "num_candidates": c,
             "teacher_scores": torch.tensor([list(e.scores) for e in examples], dtype=torch.float32),
+            # contrastive losses read a list as (positive = candidate 0, negatives = the rest): same pool layout
+            "document_mask": document_mask([as_pair(e) for e in examples]),
             "texts": queries,
         }
+
+
+def as_pair(e: ScoredExample) -> PairExample:
+    """A scored list as (query, candidate 0 as the positive, the other candidates as hard negatives)."""
+    return PairExample(e.query_id, e.query, e.candidate_ids[0], e.candidates[0], e.candidate_ids[1:], e.candidates[1:])
 
 
 def document_mask(examples: Sequence[PairExample]) -> torch.Tensor:

@@ -67,6 +67,9 @@ class EmbeddingModule(pl.LightningModule):
         if "candidates" in batch:
             emb.candidates = self.student(**batch["candidates"]).view(b, int(batch["num_candidates"]), -1)
             emb.teacher_scores = batch["teacher_scores"]
+            if "positive" in self.loss.requires:  # InfoNCE beside KL on a scored list: candidate 0 is the positive
+                emb.positive, emb.negatives = emb.candidates[:, 0], emb.candidates[:, 1:]
+                emb.document_mask = batch.get("document_mask")
         if "teacher" in self.loss.requires:
             emb.teacher = self._teacher_targets(batch).to(query.device)
         return emb

@@ -42,6 +42,17 @@ class EncoderConfig:
     trust_remote_code: bool = False  # never on unless asked: it runs code from the model folder
 
 
+def hash_weights(module: torch.nn.Module, skip_prefix: str | None = None):
+    """A sha256 object fed with every tensor of `module`'s state dict (names and bytes, sorted by name)."""
+    h = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        if skip_prefix and key.startswith(skip_prefix):
+            continue
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h
+
+
 class Encoder(nn.Module):
     def __init__(
         self,
@@ -209,12 +220,7 @@ class Encoder(nn.Module):
         `head=False` identifies the pooled features alone (`encode(head=False)`): projection and normalisation
         are left out, so refitting a projection keeps the features' cache entry.
         """
-        h = hashlib.sha256()
-        for key, tensor in sorted(self.state_dict().items()):
-            if not head and key.startswith("projection."):
-                continue
-            h.update(key.encode())
-            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        h = hash_weights(self, skip_prefix=None if head else "projection.")
         settings = (
             self.pooling,
             self.normalize if head else "features",

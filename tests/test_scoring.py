@@ -1,0 +1,101 @@
+"""Soft labels: per-query normalisation and combination by hand, the two scorers against direct computation,
+mined-list reading errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fakes import FakeEncoder, at
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from embedlab.errors import ConfigError, DataFormatError
+from embedlab.hub import resolve_model
+from embedlab.scoring.combine import combine_scores, normalize_per_query
+from embedlab.scoring.lists import read_mined_lists, score_lists, scored_records
+from embedlab.scoring.scorers import BiEncoderScorer, CrossEncoderScorer
+
+
+def test_normalisations_by_hand():
+    s = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    z = normalize_per_query(s, "zscore")
+    np.testing.assert_allclose(z[0], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)])  # std of (1, 2, 3) is sqrt(2/3)
+    assert z[1].tolist() == [0.0, 0.0, 0.0]  # a flat list carries no preference
+    np.testing.assert_allclose(normalize_per_query(s, "minmax"), [[0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
+    assert normalize_per_query(s, "none").tolist() == s.tolist()
+    with pytest.raises(ConfigError, match="normalisation"):
+        normalize_per_query(s, "softmax")
+
+
+def test_combination_is_a_weighted_sum_of_normalised_lists():
+    cos = np.array([[0.9, 0.8, 0.1]])
+    logits = np.array([[12.0, 3.0, 6.0]])  # another scale entirely
+    out = combine_scores([cos, logits], [1.0, 0.5], "minmax")
+    np.testing.assert_allclose(out, [[1.0 + 0.5, 0.875 + 0.0, 0.0 + 0.5 * 3 / 9]])
+    with pytest.raises(ConfigError, match="one weight per teacher"):
+        combine_scores([cos], [1.0, 2.0])
+    with pytest.raises(ConfigError, match="different lists"):
+        combine_scores([cos, np.zeros((1, 2))], [1.0, 1.0])
+
+
+def test_bi_encoder_scores_are_cosines():
+    enc = FakeEncoder({"q": at(0), "a": at(60), "b": at(90), "c": at(0)})
+    scores = BiEncoderScorer(enc).score(["q", "q"], [["a", "b"], ["c", "a"]])
+    np.testing.assert_allclose(scores, [[0.5, 0.0], [1.0, 0.5]], atol=1e-6)
+    assert enc.calls["document"] == 1 and sorted(enc.encoded[2:]) == ["a", "b", "c"]  # each document once
+    with pytest.raises(ConfigError, match="same, non-zero number of candidates"):
+        BiEncoderScorer(enc).score(["q", "q"], [["a"], ["a", "b"]])
+
+
+@pytest.fixture(scope="module")
+def tiny_reranker():
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        "bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(tok), num_labels=1,
+    )  # fmt: skip
+    return AutoModelForSequenceClassification.from_config(config), tok
+
+
+def test_cross_encoder_batched_scores_match_one_pair_at_a_time(tiny_reranker):
+    model, tok = tiny_reranker
+    queries = ["what do whales eat", "is coffee bad for sleep"]
+    candidates = [["krill and small fish", "a long text " * 20, "volcanoes"], ["caffeine delays sleep", "b", "c d"]]
+    scorer = CrossEncoderScorer("tiny", model=model, tokenizer=tok, batch_size=2, max_length=64)
+    scores = scorer.score(queries, candidates)
+    model.eval()
+    with torch.no_grad():
+        for i, q in enumerate(queries):
+            for j, d in enumerate(candidates[i]):
+                one = tok(q, d, truncation="longest_first", max_length=64, return_tensors="pt")
+                assert scores[i, j] == pytest.approx(float(model(**one).logits[0, 0]), abs=1e-5)
+    assert len(scorer.fingerprint()) == 64
+
+
+def write_mined(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_mined_lists_are_rectangular_and_errors_are_located(tmp_path: Path):
+    corpus = {"p": "P", "a": "A", "b": "B"}
+    ok = {"query_id": "q1", "query": "Q1", "positive_ids": ["p"], "negative_ids": ["a", "b"]}
+    short = {"query_id": "q2", "query": "Q2", "positive_ids": ["p"], "negative_ids": ["a"]}
+    lists = read_mined_lists(write_mined(tmp_path / "m.jsonl", [ok, short]), corpus, num_negatives=2)
+    assert lists.candidate_ids == [["p", "a", "b"]] and lists.skipped == 1
+    combined, raw = score_lists(lists, corpus, [(BiEncoderScorer(FakeEncoder()), 1.0)], "none")
+    rec = scored_records(lists, corpus, combined, raw)[0]
+    assert rec["candidates"] == ["P", "A", "B"] and list(rec["teacher_scores"]) == ["bi-encoder fake"]
+    bad = write_mined(tmp_path / "bad.jsonl", [ok, {**ok, "negative_ids": ["zz"]}])
+    with pytest.raises(DataFormatError, match=r"bad.jsonl, line 2: field 'negative_ids'.*zz"):
+        read_mined_lists(bad, corpus, 1)
+    with pytest.raises(DataFormatError, match="line 1: field 'positive_ids'"):
+        read_mined_lists(write_mined(tmp_path / "np.jsonl", [{**ok, "positive_ids": []}]), corpus, 1)
+    with pytest.raises(DataFormatError, match="no query has 5 negatives"):
+        read_mined_lists(tmp_path / "m.jsonl", corpus, 5)
+    with pytest.raises(ConfigError, match="no teacher"):
+        score_lists(lists, corpus, [], "zscore")
