@@ -124,21 +124,28 @@ def test_embedlab_mine_bad_config_fails_before_work(small_scifact: Path, tmp_pat
     assert not (out / "negatives.jsonl").exists()
 
 
-def test_embedlab_score_combines_a_bi_encoder_and_a_reranker(small_scifact: Path, mined: Path, tmp_path: Path, env):
+def tiny_cross_encoder(folder: Path) -> Path:
+    """A random tiny BERT cross-encoder with MiniLM's tokenizer, saved as a folder (none is packaged offline)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from embedlab.data.training import read_scored
     from embedlab.hub import resolve_model
 
-    reranker = tmp_path / "tiny_reranker"  # a random tiny cross-encoder (none is packaged offline)
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     config = AutoConfig.for_model(
         "bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
         vocab_size=len(tok), num_labels=1,
     )  # fmt: skip
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(reranker)
-    tok.save_pretrained(reranker)
-    out = tmp_path / "score"
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scored(small_scifact: Path, mined: Path, tmp_path_factory, env) -> tuple[Path, Path]:
+    """embedlab-score over the mined lists with MiniLM as bi-encoder + a tiny reranker: (run dir, reranker)."""
+    work = tmp_path_factory.mktemp("scored")
+    reranker = tiny_cross_encoder(work / "tiny_reranker")
+    out = work / "score"
     cmd = [
         sys.executable, "-m", "embedlab.cli.score", f"hydra.run.dir={out}", f"input={mined / 'negatives.jsonl'}",
         f"data.path={small_scifact}", "num_negatives=3", "teacher_scores=mpnet_reranker",
@@ -146,6 +153,13 @@ def test_embedlab_score_combines_a_bi_encoder_and_a_reranker(small_scifact: Path
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return out, reranker
+
+
+def test_embedlab_score_combines_a_bi_encoder_and_a_reranker(scored: tuple[Path, Path]) -> None:
+    from embedlab.data.training import read_scored
+
+    out, _ = scored
     records = [json.loads(line) for line in (out / "scored.jsonl").read_text().splitlines()]
     assert records and all(len(r["candidates"]) == 4 for r in records)
     for r in records:  # z-scored per teacher, then summed with weights 1 and 1
@@ -155,6 +169,24 @@ def test_embedlab_score_combines_a_bi_encoder_and_a_reranker(small_scifact: Path
     assert len(read_scored(out / "scored.jsonl", num_candidates=4)) == len(records)  # a training file as is
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["models"]) == 2
+
+
+def test_embedlab_train_reranker_on_scored_lists(scored: tuple[Path, Path], tmp_path: Path, env) -> None:
+    lists, base = scored
+    out = tmp_path / "reranker"
+    cmd = [
+        sys.executable, "-m", "embedlab.cli.reranker", f"hydra.run.dir={out}", f"input={lists / 'scored.jsonl'}",
+        f"base={base}", "heldout=5", "trainer.max_steps=3", "max_length=64",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["heldout_lists"] == 5
+    assert 0.0 <= metrics["after"]["top1_agreement"] <= 1.0 and -1.0 <= metrics["after"]["spearman"] <= 1.0
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out / "reranker")  # a plain transformers folder
+    assert model.config.num_labels == 1 and (out / "reranker" / "model.safetensors").exists()
 
 
 # ------------------------------------------------------------------------------------------ during training

@@ -99,3 +99,39 @@ def test_mined_lists_are_rectangular_and_errors_are_located(tmp_path: Path):
         read_mined_lists(tmp_path / "m.jsonl", corpus, 5)
     with pytest.raises(ConfigError, match="no teacher"):
         score_lists(lists, corpus, [], "zscore")
+
+
+def test_reranker_steps_reduce_the_list_kl(tiny_reranker):
+    import pytorch_lightning as pl
+
+    from embedlab.data.training import ScoredExample
+    from embedlab.lit.optim import OptimConfig
+    from embedlab.lit.reranker import PairCollator, RerankerModule
+
+    model, tok = tiny_reranker
+    docs = ["krill", "coffee", "volcano", "violin"]
+    scores = [(4.0, 0.0, -2.0, float(i)) for i in range(4)]  # a different target list per query
+    lists = [ScoredExample(f"q{i}", f"question {i}", tuple("abcd"), tuple(docs), scores[i]) for i in range(4)]
+    collate = PairCollator(tok, 32)
+    batch = collate(lists)
+    assert batch["pairs"]["input_ids"].shape[0] == 16 and batch["teacher_scores"].shape == (4, 4)
+    optim = OptimConfig(lr=1e-3, projection_lr=1e-2, warmup_ratio=0.0, schedule="constant")
+    module = RerankerModule(model, optim)
+
+    before = _kl(module, batch)
+    loader = torch.utils.data.DataLoader(lists, batch_size=4, collate_fn=collate)
+    quiet = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = pl.Trainer(max_steps=20, logger=False, **quiet)
+    trainer.fit(module, train_dataloaders=loader)
+    assert _kl(module, batch) < 0.5 * before
+
+
+def _kl(module, batch) -> float:
+    from embedlab.losses.kl_distill import list_kl
+
+    was_training = module.model.training
+    module.model.eval()
+    with torch.no_grad():
+        value = float(list_kl(module.list_logits(batch), batch["teacher_scores"], 1.0).value)
+    module.model.train(was_training)
+    return value

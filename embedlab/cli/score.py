@@ -50,7 +50,7 @@ def build_scorer(t: dict, cfg: DictConfig, cache: EmbeddingCache | None):
         )
         return BiEncoderScorer(build_encoder(node), batch_size=cfg.batch_size, cache=cache)
     return CrossEncoderScorer(
-        resolve_model(t["model"]),
+        resolve_model(encoder_config(t["model"]).path),
         max_length=t.get("max_length") or 512,
         batch_size=cfg.batch_size,
         trust_remote_code=cfg.trust_remote_code,

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from embedlab.errors import ConfigError
-from embedlab.lit.optim import OptimConfig, lr_lambda, parameter_groups
+from embedlab.lit.optim import OptimConfig, configure_adamw
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import Embeddings, Loss
 from embedlab.models import Encoder
@@ -93,11 +93,7 @@ class EmbeddingModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):
-        groups = parameter_groups(self.student, self.optim)
-        optimizer = torch.optim.AdamW(groups, betas=tuple(self.optim.betas), eps=self.optim.eps)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, self.optim))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_adamw(self.student, self.optim, int(self.trainer.estimated_stepping_batches))
 
     def state_dict(self, *args, **kwargs):
         """Checkpoints hold the student only: the frozen teacher is rebuilt from its config, not copied."""

@@ -10,6 +10,7 @@ import torch
 from embedlab.errors import ConfigError
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+HEADS = ("projection.", "classifier.")  # freshly initialised heads: they get `projection_lr`
 SCHEDULES = ("linear", "cosine", "constant")
 
 
@@ -38,7 +39,7 @@ def parameter_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_head = name.startswith("projection.") or ".projection." in name
+        is_head = any(name.startswith(h) or f".{h}" in name for h in HEADS)
         decay = param.ndim > 1 and not any(name.endswith(n) for n in NO_DECAY)
         groups.setdefault((is_head, decay), []).append(param)
     return [
@@ -65,3 +66,11 @@ def lr_lambda(total_steps: int, cfg: OptimConfig):
         return 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def configure_adamw(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -> dict:
+    """AdamW over `parameter_groups` with the warmup + decay schedule stepped per optimizer step (Lightning's
+    `configure_optimizers` return value)."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=tuple(cfg.betas), eps=cfg.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, total_steps), cfg))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
@@ -28,10 +29,16 @@ class KLDistill(Loss):
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
         student = cosine_matrix(emb.query.unsqueeze(1), emb.candidates).squeeze(1) / self.student_temperature
-        teacher = emb.teacher_scores.to(student.dtype)
-        if teacher.shape != student.shape:
-            raise ConfigError(f"kl_distill: teacher_scores {tuple(teacher.shape)} vs candidates {tuple(student.shape)}")
-        log_p_teacher = (teacher / self.teacher_temperature).log_softmax(dim=-1)
-        loss = F.kl_div(student.log_softmax(dim=-1), log_p_teacher, log_target=True, reduction="batchmean")
-        agree = (student.argmax(-1) == teacher.argmax(-1)).float().mean().item()
-        return LossOutput(loss, {"top1_agreement": agree})
+        return list_kl(student, emb.teacher_scores, self.teacher_temperature)
+
+
+def list_kl(student_logits: torch.Tensor, teacher_scores: torch.Tensor, teacher_temperature: float) -> LossOutput:
+    """KL(softmax(t / τ_t) ‖ softmax(s)) averaged over lists, [B, C] each: `KLDistill` with the student's scores
+    already divided by its temperature (cosines, or a reranker's logits)."""
+    teacher = teacher_scores.to(student_logits.dtype)
+    if teacher.shape != student_logits.shape:
+        raise ConfigError(f"kl_distill: teacher_scores {tuple(teacher.shape)} vs student {tuple(student_logits.shape)}")
+    log_p_teacher = (teacher / teacher_temperature).log_softmax(dim=-1)
+    loss = F.kl_div(student_logits.log_softmax(dim=-1), log_p_teacher, log_target=True, reduction="batchmean")
+    agree = (student_logits.argmax(-1) == teacher.argmax(-1)).float().mean().item()
+    return LossOutput(loss, {"top1_agreement": agree})

@@ -82,8 +82,8 @@ def scored_records(
             "query": query,
             "candidate_ids": ids,
             "candidates": [corpus[d] for d in ids],
-            "scores": [round(float(s), 6) for s in combined[i]],
-            "teacher_scores": {name: [round(float(s), 6) for s in scores[i]] for name, scores in raw.items()},
+            "scores": [float(s) for s in combined[i]],  # unrounded: a flat reranker list z-scores to large values
+            "teacher_scores": {name: [float(s) for s in scores[i]] for name, scores in raw.items()},
         }
         for i, (qid, query, ids) in enumerate(zip(lists.query_ids, lists.queries, lists.candidate_ids, strict=True))
     ]
