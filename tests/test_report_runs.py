@@ -13,9 +13,11 @@ from embedlab.errors import DataFormatError, EmbedlabError
 from embedlab.report.runs import configuration_names, find_runs, summarize
 
 
-def make_run(root: Path, name: str, overrides: list[str], seed: int, ndcg: float) -> Path:
+def make_run(root: Path, name: str, overrides: list[str], seed: int, ndcg: float, choices: dict | None = None) -> Path:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
+    if choices is not None:
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     (run / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": ndcg}}))
     (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "loss": {}}))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -49,6 +51,15 @@ def test_configuration_names_drop_shared_overrides(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", ["x=1", "y=2", "seed=0"], 0, 0.1)
     b = make_run(tmp_path, "b", ["x=1", "y=3", "+seed=1"], 1, 0.2)
     assert configuration_names(find_runs([a, b])) == ["y=2", "y=3"]
+
+
+def test_a_default_group_option_is_named_when_others_override_it(tmp_path: Path) -> None:
+    make_run(
+        tmp_path, "a", ["loss=focal_infonce", "loss.focal_infonce.gamma=2", "seed=0"], 0, 0.5, {"loss": "focal_infonce"}
+    )
+    make_run(tmp_path, "b", ["seed=0"], 0, 0.6, {"loss": "infonce", "model": "minilm"})
+    names = configuration_names(find_runs([tmp_path]))
+    assert names == ["loss=focal_infonce loss.focal_infonce.gamma=2", "loss=infonce"]
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ class Run:
     overrides: tuple[str, ...]  # Hydra command-line overrides, as typed
     seed: int | None
     metrics: dict[str, dict[str, float]]  # task -> metric -> value
+    choices: dict[str, str]  # config group -> the option used (Hydra's runtime choices), for default groups
 
 
 def _read_yaml(path: Path):
@@ -46,7 +47,10 @@ def load_run(path: Path) -> Run:
     config = _read_yaml(path / "config.yaml") or {}
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = tuple(_read_yaml(overrides_file) or ()) if overrides_file.exists() else ()
-    return Run(path, overrides, config.get("seed"), metrics)
+    hydra_file = path / ".hydra" / "hydra.yaml"
+    hydra_cfg = (_read_yaml(hydra_file) or {}) if hydra_file.exists() else {}
+    choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices") or {}
+    return Run(path, overrides, config.get("seed"), metrics, {k: str(v) for k, v in choices.items()})
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -62,17 +66,21 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     return sorted(found, key=lambda r: str(r.path))
 
 
-def _is_seed(override: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0] in SEED_KEYS
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
 
 
 def configuration_names(runs: Sequence[Run]) -> list[str]:
-    """Per run: its overrides that are not shared by every run, seed excluded ("(default)" when none)."""
+    """Per run: its overrides that are not shared by every run, seed excluded ("(default)" when none). A config
+    group that some runs override is named in the others too, by the option they used (e.g. `loss=infonce`)."""
     shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    varied = [[o for o in r.overrides if o not in shared and _key(o) not in SEED_KEYS] for r in runs]
+    groups = list(dict.fromkeys(_key(o) for v in varied for o in v))
     names = []
-    for run in runs:
-        varied = [o for o in run.overrides if o not in shared and not _is_seed(o)]
-        names.append(" ".join(varied) or "(default)")
+    for run, own in zip(runs, varied, strict=True):
+        present = {_key(o) for o in own}
+        implied = [f"{g}={run.choices[g]}" for g in groups if g not in present and g in run.choices]
+        names.append(" ".join(implied + own) or "(default)")
     return names
 
 
