@@ -9,7 +9,12 @@ OUT=${1:-outputs/mining_finetune}
 BIN=${BIN:-.venv/bin}
 K=${K:-1}  # mined negatives per pair in training
 COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=false)
-"$BIN/embedlab-train" -m seed=0,1,2 "${COMMON[@]}" hydra.sweep.dir="$OUT/in_batch"
+# in-batch only is experiments/focal_sweep.sh's infonce row (same settings): reuse it when it is there
+if [ -d outputs/focal_sweep/infonce ] && [ ! -d "$OUT/in_batch" ]; then
+    mkdir -p "$OUT" && cp -r outputs/focal_sweep/infonce "$OUT/in_batch"
+elif [ ! -d "$OUT/in_batch" ]; then
+    "$BIN/embedlab-train" -m seed=0,1,2 "${COMMON[@]}" hydra.sweep.dir="$OUT/in_batch"
+fi
 for preset in window relative adaptive; do
     "$BIN/embedlab-train" -m mining="$preset" data.num_negatives="$K" seed=0,1,2 "${COMMON[@]}" \
         hydra.sweep.dir="$OUT/$preset"

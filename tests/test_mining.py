@@ -56,6 +56,19 @@ def test_false_negatives_window_only_vs_relative_margin():
     assert fn["hidden_dropped_by"] == {"positive": 0, "duplicate": 0, "window": 0, "margin": 1}
 
 
+def test_nothing_to_mine_is_one_clear_error():
+    import dataclasses
+
+    from embedlab.errors import ConfigError
+
+    data, enc = task()
+    unjudged = dataclasses.replace(data, qrels={"q1": {"unknown-doc": 1}})
+    with pytest.raises(ConfigError, match="no query has a judged-relevant document"):
+        mine(unjudged, enc, enc, SelectionConfig(), top_k=6)
+    with pytest.raises(ConfigError, match="no query has"):
+        mine(dataclasses.replace(data, corpus={}), enc, enc, SelectionConfig(), top_k=6)
+
+
 def test_histogram_scores_split_kept_and_dropped():
     result = run(num_negatives=2, margin="relative", relative=0.95)
     assert len(result.scores["positives"]) == 3

@@ -109,8 +109,11 @@ def mine(
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
 ) -> MiningResult:
+    """Negatives for every query of `data` with a judged document in its corpus (see the module docstring)."""
     cfg.check()
     query_ids, positives = query_positives(data)
+    if not query_ids:
+        raise ConfigError(f"{data.name}: no query has a judged-relevant document in the corpus; nothing to mine")
     doc_ids = list(data.corpus)
     doc_texts = [data.corpus[d] for d in doc_ids]
     q_emb = encode_cached(
