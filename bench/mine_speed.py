@@ -1,6 +1,6 @@
 """Hard-negative mining speed: embedlab vs sentence-transformers' `mine_hard_negatives`, same model, corpus, settings.
 
-    python bench/mine_speed.py [--max-docs N] [--num-negatives 8] [--top-k 100] [--relative 0.95]
+    python bench/mine_speed.py [--max-docs N] [--max-queries N] [--num-negatives 8] [--top-k 100] [--relative 0.95]
 
 all-MiniLM-L6-v2 mines SciFact train queries (one (query, positive) pair per judgement) against the SciFact corpus.
 Both sides encode the corpus and queries cold (no cache), retrieve with faiss and keep the top `--num-negatives`
@@ -79,6 +79,7 @@ def embedlab_mine(data, args, cache: EmbeddingCache | None) -> tuple[float, obje
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-docs", type=int, default=None, help="judged documents + the first others (all)")
+    parser.add_argument("--max-queries", type=int, default=None, help="the first train queries (all)")
     parser.add_argument("--num-negatives", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--relative", type=float, default=None, help="relative margin, e.g. 0.95 (none)")
@@ -86,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
-    data = load_beir(data_root() / "scifact", split="train", max_docs=args.max_docs)
+    data = load_beir(data_root() / "scifact", split="train", max_docs=args.max_docs, max_queries=args.max_queries)
     print(
         f"all-MiniLM-L6-v2, SciFact train: {len(data.qrels)} queries, {len(data.corpus)} documents, top-{args.top_k}, "
         f"{args.num_negatives} negatives, relative={args.relative}; torch {torch.__version__}, "
