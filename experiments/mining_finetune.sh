@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does mining help? all-MiniLM-L6-v2 fine-tuned on SciFact train (one epoch, 32 pairs per step, bf16 autocast),
 # evaluated on SciFact test, seeds 0-2: in-batch negatives only; + 1 mined negative per pair (ranks 1-100, no
-# margin); + relative margin 0.95; + adaptive margin; + kl_distill on mpnet-scored lists of the adaptive mining.
+# margin); + relative margin 0.95; + adaptive margin; + kl_distill on mpnet-scored lists of the adaptive mining
+# (bf16 mpnet, 256 tokens).
 # Mining runs with the untrained student before training (embedlab-train mining=...).
 #   bash experiments/mining_finetune.sh [output dir]      then: embedlab-report <output dir>
 set -euo pipefail
@@ -19,9 +20,7 @@ for preset in window relative adaptive; do
     "$BIN/embedlab-train" -m mining="$preset" data.num_negatives="$K" seed=0,1,2 "${COMMON[@]}" \
         hydra.sweep.dir="$OUT/$preset"
 done
-# soft labels: mine (adaptive), score the lists with the mpnet bi-encoder, train InfoNCE + KL on them
-"$BIN/embedlab-mine" mining=adaptive hydra.run.dir="$OUT/kl_lists/mine"
-"$BIN/embedlab-score" input="$OUT/kl_lists/mine/negatives.jsonl" num_negatives="$K" hydra.run.dir="$OUT/kl_lists/score"
-"$BIN/embedlab-train" -m data=scored data.path="$OUT/kl_lists/score/scored.jsonl" data.batch_size=32 'loss=[infonce,kl_distill]' \
+# soft labels: mine (adaptive), score the lists with the mpnet bi-encoder, train InfoNCE + KL on them — one command
+"$BIN/embedlab-train" -m mining=adaptive teacher_scores=mpnet data.num_negatives="$K" 'loss=[infonce,kl_distill]' \
     seed=0,1,2 "${COMMON[@]}" hydra.sweep.dir="$OUT/kl_distill"
 "$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import FakeEncoder, at
+from omegaconf import OmegaConf
 
 from embedlab.data import RetrievalData
 from embedlab.mining.mine import mine
@@ -259,9 +260,33 @@ def test_train_mines_then_remines(small_scifact: Path, tmp_path: Path, env) -> N
     assert "mining/pairs_changed" in header
 
 
+def test_train_mines_scores_and_distils_in_one_command(small_scifact: Path, tmp_path: Path, env) -> None:
+    out = tmp_path / "kl"
+    overrides = [
+        "mining=adaptive", "data.num_negatives=2", "teacher_scores=mpnet", "teacher_scores.teachers.0.model=minilm",
+        "loss=[infonce,kl_distill]", "trainer.max_steps=2", "trainer.log_every_n_steps=1",
+    ]  # fmt: skip
+    proc = train_cli(out, small_scifact, *overrides, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    lists = [json.loads(line) for line in (out / "mining" / "scored.jsonl").read_text().splitlines()]
+    assert lists and all(len(r["candidates"]) == 3 for r in lists)
+    config = OmegaConf.load(out / "config.yaml")
+    assert (config.data.kind, config.data.num_candidates) == ("scored", 3)
+    with open(next((out / "logs").glob("version_*/metrics.csv"))) as f:
+        header = f.readline()
+    assert "train/kl_distill" in header and "train/infonce" in header
+
+
 def test_train_mining_needs_negatives_before_work(small_scifact: Path, tmp_path: Path, env) -> None:
     out = tmp_path / "bad"
     proc = train_cli(out, small_scifact, "mining=adaptive", env=env)  # data.num_negatives defaults to 0
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "data.num_negatives" in output and "Traceback" not in output
     assert not (out / "mining").exists()
+    for overrides, message in [
+        (["teacher_scores=mpnet"], "choose a mining preset"),
+        (["mining=relative", "data.num_negatives=1", "teacher_scores=reranker"], "teachers.0.model is required"),
+    ]:
+        proc = train_cli(tmp_path / "bad2", small_scifact, *overrides, env=env)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2 and message in output and "Traceback" not in output, output[-2000:]

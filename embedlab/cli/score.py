@@ -38,22 +38,22 @@ def check_teachers(cfg: DictConfig) -> list[dict]:
         if t.get("kind") not in KINDS:
             kind = t.get("kind")
             raise ConfigError(f"teacher_scores.teachers.{i}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if not t.get("model"):
+        if t.get("model") in (None, "", "???"):
             raise ConfigError(f"teacher_scores.teachers.{i}.model is required (a folder or hub id)")
     return teachers
 
 
-def build_scorer(t: dict, cfg: DictConfig, cache: EmbeddingCache | None):
+def build_scorer(t: dict, batch_size: int, cache: EmbeddingCache | None):
+    """One teacher from its `teacher_scores.teachers` entry (a reranker runs remote code only if it says so)."""
     if t["kind"] == "bi_encoder":
-        node = OmegaConf.merge(
-            OmegaConf.structured(encoder_config(t["model"]).__dict__), {"max_length": t.get("max_length")}
-        )
-        return BiEncoderScorer(build_encoder(node), batch_size=cfg.batch_size, cache=cache)
+        settings = {k: t[k] for k in ("max_length", "precision") if t.get(k) is not None}
+        node = OmegaConf.merge(OmegaConf.structured(encoder_config(t["model"]).__dict__), settings)
+        return BiEncoderScorer(build_encoder(node), batch_size=batch_size, cache=cache)
     return CrossEncoderScorer(
         resolve_model(encoder_config(t["model"]).path),
         max_length=t.get("max_length") or 512,
-        batch_size=cfg.batch_size,
-        trust_remote_code=cfg.trust_remote_code,
+        batch_size=batch_size,
+        trust_remote_code=bool(t.get("trust_remote_code", False)),
     )
 
 
@@ -62,7 +62,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     corpus = read_corpus(resolve_data_path(cfg.data.path, cfg.data.root))
     lists = read_mined_lists(cfg.input, corpus, cfg.num_negatives)  # bad input fails before any model loads
     cache = EmbeddingCache() if cfg.cache else None
-    scorers = [(build_scorer(t, cfg, cache), float(t.get("weight", 1.0))) for t in teachers]
+    scorers = [(build_scorer(t, cfg.batch_size, cache), float(t.get("weight", 1.0))) for t in teachers]
     combined, raw = score_lists(lists, corpus, scorers, cfg.teacher_scores.normalize)
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else out_dir / cfg.output
     write_jsonl_atomic(output, scored_records(lists, corpus, combined, raw))

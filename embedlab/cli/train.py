@@ -18,7 +18,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
-from embedlab.data import get_task, load_beir, resolve_data_path
+from embedlab.cli.train_negatives import check_mining, mine_before_training
+from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
@@ -29,12 +30,9 @@ from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
-from embedlab.lit.remining import RemineCallback
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import build_loss
 from embedlab.manifest import build_manifest
-from embedlab.mining.mine import mine, selection_from_config, write_mining_outputs
-from embedlab.mining.select import SelectionConfig
 from embedlab.models import Encoder
 from embedlab.models.projection import fit_ridge, set_linear
 from embedlab.report.table import format_table
@@ -98,48 +96,6 @@ def init_projection(
     weight, bias = fit_ridge(np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
     set_linear(student.projection, weight, bias)
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
-
-
-def check_mining(cfg: DictConfig) -> tuple[SelectionConfig, int] | None:
-    """(selection, top_k) when `mining` is enabled; its knobs and the data it needs are checked before any work."""
-    knobs = OmegaConf.to_container(cfg.mining, resolve=True)
-    if not knobs.get("enabled"):
-        return None
-    selection, top_k = selection_from_config(knobs)
-    k = int(cfg.data.get("num_negatives") or 0)
-    if cfg.data.kind != "pairs" or not 1 <= k <= selection.num_negatives:
-        raise ConfigError(
-            f"mining={selection.margin} needs pair data with 1 ≤ data.num_negatives ≤ mining.num_negatives "
-            f"({selection.num_negatives}); got data.kind={cfg.data.kind}, data.num_negatives={k}"
-        )
-    return selection, top_k
-
-
-def mine_before_training(
-    cfg: DictConfig, mining: tuple[SelectionConfig, int], student: Encoder, out_dir: Path, cache
-) -> RemineCallback | None:
-    """Mine the training queries' negatives into <run>/mining/ and point data.negatives_file at them; the
-    re-mining callback when `mining.refresh_every_n_steps` asks for one."""
-    selection, top_k = mining
-    miner = build_encoder(cfg.mining_model) if cfg.mining_model else student
-    corpus = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
-    result = mine(corpus, miner, miner, selection, top_k=top_k, batch_size=cfg.eval.batch_size, cache=cache)
-    negatives = out_dir / "mining" / "negatives.jsonl"
-    write_mining_outputs(result, negatives, negatives.parent, selection, f"{corpus.name} {cfg.data.split}")
-    cfg.data.negatives_file = str(negatives)  # the recorded config says where this run's negatives came from
-    log.info("mined negatives for %d queries: %s", result.counts["queries"], result.counts)
-    every = int(cfg.mining.get("refresh_every_n_steps") or 0)
-    if every <= 0:
-        return None
-    return RemineCallback(
-        corpus,
-        selection,
-        top_k=top_k,
-        every_n_steps=every,
-        num_negatives=int(cfg.data.num_negatives),
-        out_dir=negatives.parent,
-        batch_size=cfg.eval.batch_size,
-    )
 
 
 def make_logger(cfg: DictConfig, out_dir: Path):
