@@ -20,6 +20,16 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def tok():
+    """all-MiniLM-L6-v2's tokenizer: real vocabulary for tiny random-init models."""
+    from transformers import AutoTokenizer
+
+    from embedlab.hub import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+
+
 @pytest.fixture(scope="module")
 def env(real_data: Path, tmp_path_factory) -> dict[str, str]:
     """Environment for CLI subprocesses: offline, the real data, a private embedding/model cache per test module,

@@ -11,17 +11,12 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers.logger import Logger
-from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from tiny import QUIET, TEXTS, leaf_module, text_examples, tiny_bert, tiny_encoder, unit_rows
 
 from embedlab.data.collate import Collator
-from embedlab.data.training import PairExample, ScoredExample, TextExample
+from embedlab.data.training import PairExample, ScoredExample
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.eval.runner import TaskResult
-from embedlab.hub import resolve_model
-from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig, lr_lambda, parameter_groups
@@ -30,39 +25,6 @@ from embedlab.losses import build_loss
 from embedlab.models import Encoder
 from embedlab.models.encoder import truncate_layers
 from embedlab.models.projection import fit_ridge
-
-_TEXTS = (  # distinct enough that a tiny random BERT gives them distinguishable features
-    "the cat sat on the mat|proteins fold into shapes|stock markets fell today|rain is expected tomorrow|"
-    "a violin concerto in d major|python lists are mutable|the volcano erupted at dawn|gene expression in mice|"
-    "football fans cheered loudly|quantum bits can be entangled|bread rises with yeast|the senate passed a bill|"
-    "glaciers are melting fast|chess openings and endgames|coffee contains caffeine|whales sing long songs"
-)
-TEXTS = _TEXTS.split("|")
-
-QUIET = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-
-
-def tiny_bert(tok, layers: int = 2, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    sizes = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": len(tok)}
-    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # same output in train mode
-    return AutoModel.from_config(AutoConfig.for_model("bert", num_hidden_layers=layers, **sizes, **no_dropout))
-
-
-def tiny_encoder(tok, projection: int | None = 16, seed: int = 0, **kwargs) -> Encoder:
-    backbone = tiny_bert(tok, seed=seed)
-    head = nn.Linear(32, projection) if projection else None
-    return Encoder(backbone, tok, projection=head, max_length=64, name=f"tiny{seed}", **kwargs)
-
-
-def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------------------------------------------- optim
@@ -246,16 +208,6 @@ def test_teacher_table_from_files(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- EmbeddingModule
-def text_examples() -> list[TextExample]:
-    return [TextExample(f"t:{i}", t) for i, t in enumerate(TEXTS)]
-
-
-def leaf_module(tok, optim: OptimConfig | None = None, student: Encoder | None = None) -> EmbeddingModule:
-    """LEAF against a table of fixed random unit vectors, one per text of TEXTS."""
-    table = TeacherTable(unit_rows(len(TEXTS), 16, seed=1), "random")
-    return EmbeddingModule(student or tiny_encoder(tok), build_loss({"leaf": {}}), optim, teacher_table=table)
-
-
 def test_embed_texts_pairs_and_scored(tok) -> None:
     student = tiny_encoder(tok)
     collate = Collator(tok, 32)
@@ -360,59 +312,3 @@ def test_checkpoint_state_leaves_the_teacher_out(tok) -> None:
     assert not torch.equal(other.teacher.projection.weight, teacher.projection.weight)  # teacher untouched
     with pytest.raises(RuntimeError, match=r"student\.projection\.bias"):
         other.load_state_dict({k: v for k, v in state.items() if k != "student.projection.bias"})
-
-
-# ------------------------------------------------------------------------------------------------- EvaluationCallback
-class RecordingLogger(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, dict]] = []
-
-    name, version = "recording", 0
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.records.append((step, dict(metrics)))
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-
-@pytest.mark.parametrize(("max_steps", "eval_steps"), [(4, [2, 4]), (5, [2, 4, 5])])
-def test_evaluation_callback_schedule_and_logs(tok, monkeypatch, max_steps: int, eval_steps: list) -> None:
-    calls = []
-
-    def fake_evaluate(tasks, docs, query, **kwargs):
-        calls.append((list(tasks), docs, query))
-        return [TaskResult("scifact", {"ndcg_at_10": 0.1 * len(calls), "recall_at_100": 0.9}, [], "fp")]
-
-    monkeypatch.setattr("embedlab.lit.callbacks.evaluate_tasks", fake_evaluate)
-    module = leaf_module(tok)
-    callback = EvaluationCallback(["scifact"], every_n_steps=2)
-    logger = RecordingLogger()
-    trainer = pl.Trainer(max_steps=max_steps, logger=logger, callbacks=[callback], log_every_n_steps=1, **QUIET)
-    trainer.fit(module, datamodule=EmbeddingDataModule(text_examples(), Collator(tok, 32), batch_size=4))
-    assert len(calls) == len(eval_steps)
-    assert all(c == (["scifact"], module.student, None) for c in calls)
-    logged = [(step, m) for step, m in logger.records if any(k.startswith("eval/") for k in m)]
-    assert [step for step, _ in logged] == eval_steps
-    last = pytest.approx(0.1 * len(eval_steps))
-    assert logged[-1][1] == {"eval/scifact/ndcg_at_10": last, "eval/scifact/recall_at_100": 0.9}
-    assert callback.last[0].metrics["ndcg_at_10"] == last
-    assert module.student.training  # evaluation leaves the student in train mode
-
-
-def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
-    seen = []
-    monkeypatch.setattr(
-        "embedlab.lit.callbacks.evaluate_tasks",
-        lambda tasks, docs, query, **kw: seen.append((docs, query)) or [TaskResult("scifact", {"x": 1.0}, [], "")],
-    )
-    teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
-    module = EmbeddingModule(student, build_loss({"infonce": {}}))
-    logger = RecordingLogger()
-    trainer = type("T", (), {"loggers": [logger], "global_step": 7})()
-    callback = EvaluationCallback(["scifact"], document_encoder=teacher, prefix="eval_asymmetric")
-    callback.evaluate(trainer, module)
-    assert seen == [(teacher, student)] and logger.records == [(7, {"eval_asymmetric/scifact/x": 1.0})]
-    callback.on_train_end(trainer, module)  # already evaluated at this step
-    assert len(seen) == 1

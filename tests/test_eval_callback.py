@@ -1,0 +1,71 @@
+"""The evaluation callback: schedule, logged metric names, asymmetric document encoder."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+from pytorch_lightning.loggers.logger import Logger
+from tiny import QUIET, leaf_module, text_examples, tiny_encoder
+
+from embedlab.data.collate import Collator
+from embedlab.eval.runner import TaskResult
+from embedlab.lit.callbacks import EvaluationCallback
+from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.module import EmbeddingModule
+from embedlab.losses import build_loss
+
+
+# ------------------------------------------------------------------------------------------------- EvaluationCallback
+class RecordingLogger(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, dict]] = []
+
+    name, version = "recording", 0
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.records.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("max_steps", "eval_steps"), [(4, [2, 4]), (5, [2, 4, 5])])
+def test_evaluation_callback_schedule_and_logs(tok, monkeypatch, max_steps: int, eval_steps: list) -> None:
+    calls = []
+
+    def fake_evaluate(tasks, docs, query, **kwargs):
+        calls.append((list(tasks), docs, query))
+        return [TaskResult("scifact", {"ndcg_at_10": 0.1 * len(calls), "recall_at_100": 0.9}, [], "fp")]
+
+    monkeypatch.setattr("embedlab.lit.callbacks.evaluate_tasks", fake_evaluate)
+    module = leaf_module(tok)
+    callback = EvaluationCallback(["scifact"], every_n_steps=2)
+    logger = RecordingLogger()
+    trainer = pl.Trainer(max_steps=max_steps, logger=logger, callbacks=[callback], log_every_n_steps=1, **QUIET)
+    trainer.fit(module, datamodule=EmbeddingDataModule(text_examples(), Collator(tok, 32), batch_size=4))
+    assert len(calls) == len(eval_steps)
+    assert all(c == (["scifact"], module.student, None) for c in calls)
+    logged = [(step, m) for step, m in logger.records if any(k.startswith("eval/") for k in m)]
+    assert [step for step, _ in logged] == eval_steps
+    last = pytest.approx(0.1 * len(eval_steps))
+    assert logged[-1][1] == {"eval/scifact/ndcg_at_10": last, "eval/scifact/recall_at_100": 0.9}
+    assert callback.last[0].metrics["ndcg_at_10"] == last
+    assert module.student.training  # evaluation leaves the student in train mode
+
+
+def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(
+        "embedlab.lit.callbacks.evaluate_tasks",
+        lambda tasks, docs, query, **kw: seen.append((docs, query)) or [TaskResult("scifact", {"x": 1.0}, [], "")],
+    )
+    teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
+    module = EmbeddingModule(student, build_loss({"infonce": {}}))
+    logger = RecordingLogger()
+    trainer = type("T", (), {"loggers": [logger], "global_step": 7})()
+    callback = EvaluationCallback(["scifact"], document_encoder=teacher, prefix="eval_asymmetric")
+    callback.evaluate(trainer, module)
+    assert seen == [(teacher, student)] and logger.records == [(7, {"eval_asymmetric/scifact/x": 1.0})]
+    callback.on_train_end(trainer, module)  # already evaluated at this step
+    assert len(seen) == 1
