@@ -17,8 +17,8 @@ class EvaluationCallback(pl.Callback):
     """Evaluate the student every `every_n_steps` optimizer steps and at the end; log `eval/<task>/<metric>`.
 
     With `document_encoder` (e.g. the teacher) retrieval runs asymmetrically: its documents, the student's queries.
-    The frozen document side hits the embedding cache after the first evaluation. With `out_dir`, the final
-    evaluation also writes its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec).
+    The frozen document side hits the embedding cache after the first evaluation. With `out_dir`, every evaluation
+    rewrites its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec), so the last one stays.
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class EvaluationCallback(pl.Callback):
         self.last: list[TaskResult] = []
         self._last_step = -1
 
-    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, final: bool = False) -> list[TaskResult]:
+    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule) -> list[TaskResult]:
         student = module.student
         docs = self.document_encoder or student
         query = student if self.document_encoder is not None else None
@@ -50,7 +50,7 @@ class EvaluationCallback(pl.Callback):
             settings=self.settings,
             data_root=self.data_root,
             cache=self.cache,
-            out_dir=self.out_dir if final else None,
+            out_dir=self.out_dir,
         )
         student.train()
         metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
@@ -70,6 +70,5 @@ class EvaluationCallback(pl.Callback):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        # The last periodic evaluation may have been at this very step: files are still wanted, numbers are not new.
-        if trainer.global_step != self._last_step or self.out_dir is not None:
-            self.evaluate(trainer, pl_module, final=True)
+        if trainer.global_step != self._last_step:  # not already evaluated (and written) at this very step
+            self.evaluate(trainer, pl_module)
