@@ -7,6 +7,7 @@ data module's flat example list, which is also the row of its cached teacher emb
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,7 +80,7 @@ class Collator:
             "query": self.tokenize(queries, self.query_prompt),
             "documents": self.tokenize(docs, self.document_prompt),
             "num_negatives": k,
-            "document_mask": document_mask(examples),
+            **with_mask(id_keys(examples)),
             "texts": queries,
         }
 
@@ -98,7 +99,7 @@ class Collator:
             "num_candidates": c,
             "teacher_scores": torch.tensor([list(e.scores) for e in examples], dtype=torch.float32),
             # contrastive losses read a list as (positive = candidate 0, negatives = the rest): same pool layout
-            "document_mask": document_mask([as_pair(e) for e in examples]),
+            **with_mask(id_keys([as_pair(e) for e in examples])),
             "texts": queries,
         }
 
@@ -108,23 +109,36 @@ def as_pair(e: ScoredExample) -> PairExample:
     return PairExample(e.query_id, e.query, e.candidate_ids[0], e.candidates[0], e.candidate_ids[1:], e.candidates[1:])
 
 
-def document_mask(examples: Sequence[PairExample]) -> torch.Tensor:
-    """[B, B*(1+K)], False where pool document j must not be a negative for query i.
+def with_mask(keys: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {**keys, "document_mask": in_batch_mask(keys["query_keys"], keys["document_keys"])}
 
-    The pool is the B positives, then every hard negative row-major. Query i's known relevant documents are the
-    positives of every batch example with its query id (itself included). A pool document with one of those ids
-    is masked off: the same document as i's positive under another copy (two queries sharing a relevant
-    document, or a mined negative that is another query's positive), or another relevant document of the same
-    query. (i, i) is the target and always True.
+
+def id_key(text_id: str) -> int:
+    """A stable 63-bit integer for an id string, so ids can travel as tensors (and be all-gathered across devices)."""
+    return int.from_bytes(hashlib.blake2b(text_id.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def id_keys(examples: Sequence[PairExample]) -> dict[str, torch.Tensor]:
+    """`query_keys` [B] and `document_keys` [B*(1+K)] (the pool: B positives, then every hard negative row-major)."""
+    pool = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
+    return {
+        "query_keys": torch.tensor([id_key(e.query_id) for e in examples], dtype=torch.long),
+        "document_keys": torch.tensor([id_key(d) for d in pool], dtype=torch.long),
+    }
+
+
+def in_batch_mask(query_keys: torch.Tensor, document_keys: torch.Tensor) -> torch.Tensor:
+    """[B, P] (P = B*(1+K) pool documents), False where pool document j must not be a negative for query i.
+
+    Query i's known relevant documents are the positives (the first B pool entries) of every example with its query
+    id, itself included. A pool document with one of those ids is masked off: the same document as i's positive
+    under another copy (two queries sharing a relevant document, or a mined negative that is another query's
+    positive), or another relevant document of the same query. (i, i) is the target and always True.
     """
-    b = len(examples)
-    pool_ids = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
-    relevant: dict[str, set[str]] = {}
-    for e in examples:
-        relevant.setdefault(e.query_id, set()).add(e.positive_id)
-    mask = torch.ones(b, len(pool_ids), dtype=torch.bool)
-    for i, ex in enumerate(examples):
-        known = relevant[ex.query_id]
-        mask[i] = torch.tensor([doc_id not in known for doc_id in pool_ids], dtype=torch.bool)
-        mask[i, i] = True
+    b = query_keys.shape[0]
+    same_query = query_keys[:, None] == query_keys[None, :]  # [B, B]
+    is_positive_of = document_keys[None, :] == document_keys[:b, None]  # [B, P]: pool j is example k's positive
+    known = (same_query.double() @ is_positive_of.double()) > 0  # exact: counts of at most B
+    mask = ~known
+    mask[torch.arange(b), torch.arange(b)] = True
     return mask

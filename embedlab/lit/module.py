@@ -1,7 +1,9 @@
 """EmbeddingModule: a student encoder trained by a weighted set of losses, optionally against a teacher.
 
-The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → loss → logs.
-`embed` is the one place a step strategy (GradCache, cross-device gather) plugs in; losses never see a model.
+The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → [gather across
+devices] → loss → logs → `backward`. The step strategies live here, once, for every loss: GradCache (`chunk_size`,
+see `gradcache.py`) replaces the student's forward passes in `embed` and the backward pass; cross-device negatives
+(`gather`, see `gather.py`) widen the record to the global batch. Losses never see a model.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import pytorch_lightning as pl
 import torch
 
 from embedlab.errors import ConfigError
+from embedlab.lit.gather import gather_embeddings, world
+from embedlab.lit.gradcache import GradCache
 from embedlab.lit.optim import OptimConfig, configure_adamw
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import Embeddings, Loss
@@ -25,9 +29,13 @@ class EmbeddingModule(pl.LightningModule):
         *,
         teacher: Encoder | None = None,
         teacher_table: TeacherTable | None = None,
+        chunk_size: int | None = None,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         self.student, self.loss = student, loss
+        self.grad_cache = GradCache(chunk_size) if chunk_size else None
+        self.gather = gather
         self.optim = optim or OptimConfig()
         self.optim.check()
         loss.check_dim(student.dim)
@@ -55,17 +63,18 @@ class EmbeddingModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------- the step
     def embed(self, batch: dict) -> Embeddings:
         """Run the student over the batch's texts and gather targets into an `Embeddings` record."""
-        query = self.student(**batch["query"])
+        vectors = self.encode_groups({k: batch[k] for k in ("query", "documents", "candidates") if k in batch})
+        query = vectors["query"]
         b = query.shape[0]
         emb = Embeddings(query=query)
         if "documents" in batch:
-            docs = self.student(**batch["documents"])
+            docs = vectors["documents"]
             k = int(batch["num_negatives"])
             emb.positive = docs[:b]
             emb.negatives = docs[b:].view(b, k, -1) if k else None
             emb.document_mask = batch.get("document_mask")
         if "candidates" in batch:
-            emb.candidates = self.student(**batch["candidates"]).view(b, int(batch["num_candidates"]), -1)
+            emb.candidates = vectors["candidates"].view(b, int(batch["num_candidates"]), -1)
             emb.teacher_scores = batch["teacher_scores"]
             if "positive" in self.loss.requires:  # InfoNCE beside KL on a scored list: candidate 0 is the positive
                 emb.positive, emb.negatives = emb.candidates[:, 0], emb.candidates[:, 1:]
@@ -73,6 +82,13 @@ class EmbeddingModule(pl.LightningModule):
         if "teacher" in self.loss.requires:
             emb.teacher = self._teacher_targets(batch).to(query.device)
         return emb
+
+    def encode_groups(self, groups: dict[str, dict]) -> dict[str, torch.Tensor]:
+        """Student embeddings of each group of tokenized texts: GradCache's chunked, cached pass when training with
+        `chunk_size`, else plain forward passes."""
+        if self.grad_cache is not None and self.training and torch.is_grad_enabled():
+            return self.grad_cache.embed(self.student, groups)
+        return {name: self.student(**inputs) for name, inputs in groups.items()}
 
     def _teacher_targets(self, batch: dict) -> torch.Tensor:
         if self.teacher_table is not None:
@@ -82,6 +98,9 @@ class EmbeddingModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         emb = self.embed(batch)
+        devices = world()[1] if self.gather else 1
+        if devices > 1:
+            emb = gather_embeddings(emb, batch)
         # Losses run in float32 outside autocast: bf16 similarities at temperature 0.05 would be off by ~0.1 logit.
         with torch.autocast(self.device.type, enabled=False):
             out = self.loss(emb.float32())
@@ -89,7 +108,16 @@ class EmbeddingModule(pl.LightningModule):
         self.log("train/loss", out.value, prog_bar=True, batch_size=size)
         for key, value in out.logs.items():
             self.log(f"train/{key}", value, batch_size=size)
-        return out.value
+        # Every device computes the same global loss; DDP averages gradients, so scale by the number of devices to
+        # get the full-batch gradient (see gather.py).
+        return out.value * devices
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        """Lightning's backward hook: GradCache's two-phase backward when the step was embedded through it."""
+        if self.grad_cache is not None and self.grad_cache.pending:
+            self.grad_cache.backward(loss, self.student, list(self.parameters()))
+        else:
+            super().backward(loss, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):

@@ -1,0 +1,126 @@
+"""GradCache: contrastive batches far larger than activation memory, with the same gradient as the plain step.
+
+Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup" (RepL4NLP 2021). The loss of
+an embedding model depends on the encoder only through the embeddings, so the step splits in two:
+
+1. `embed`: encode every group of texts (queries, documents, candidates) in chunks of `chunk_size` rows without
+   autograd, remembering each chunk's random-number state; hand the loss leaf tensors that require grad.
+2. `backward`: backpropagate the loss to those leaves only (cheap: no encoder in the graph), then re-encode chunk by
+   chunk with autograd, replaying the chunk's random state (same dropout masks) and autocast setting, and push the
+   cached embedding gradient through it. Only one chunk's activations are alive at a time.
+
+Parameter gradients of all chunks are summed first and handed to autograd in one final pass, so each parameter's
+gradient hook fires once per step — what DistributedDataParallel's reducer expects (calling `backward` per chunk
+would all-reduce after the first chunk and fail on the second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from embedlab.errors import ConfigError
+
+Inputs = dict[str, torch.Tensor]
+
+
+def chunk_inputs(inputs: Inputs, chunk_size: int) -> Iterator[Inputs]:
+    """Row chunks of a tokenized batch, each cut after its last non-padding column: trailing columns that are
+    padding in every row of the chunk never reach attention, so the embeddings are unchanged and short chunks cost
+    less. (Left-padded batches end with tokens in every row, so they keep their width.)"""
+    mask = inputs["attention_mask"]
+    rows, width = mask.shape
+    for start in range(0, rows, chunk_size):
+        rows_ = slice(start, start + chunk_size)
+        used = mask[rows_].any(0).nonzero()
+        keep = int(used[-1]) + 1 if len(used) else width
+        yield {k: v[rows_, :keep] if v.dim() >= 2 and v.shape[1] == width else v[rows_] for k, v in inputs.items()}
+
+
+@dataclass
+class _Chunk:
+    group: str
+    rows: slice
+    inputs: Inputs
+    cpu_rng: torch.Tensor
+    cuda_rng: list[torch.Tensor]
+
+
+@contextmanager
+def _replayed_rng(chunk: _Chunk, cuda_devices: list[int]) -> Iterator[None]:
+    """The random state the chunk saw on its first pass; the global state is restored afterwards."""
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.set_rng_state(chunk.cpu_rng)
+        for device, state in zip(cuda_devices, chunk.cuda_rng, strict=True):
+            torch.cuda.set_rng_state(state, device)
+        yield
+
+
+class GradCache:
+    """One step's cache. `embed` then `backward`, once per training step; `pending` tells whether a step is open."""
+
+    def __init__(self, chunk_size: int) -> None:
+        if chunk_size < 1:
+            raise ConfigError(f"step.chunk_size must be a positive number of texts, got {chunk_size}")
+        self.chunk_size = chunk_size
+        self._chunks: list[_Chunk] = []
+        self._leaves: dict[str, torch.Tensor] = {}
+        self._autocast: tuple[str, bool, torch.dtype] | None = None
+        self._cuda_devices: list[int] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._leaves)
+
+    def embed(self, encode: Callable[..., torch.Tensor], groups: dict[str, Inputs]) -> dict[str, torch.Tensor]:
+        """Embeddings of every group, computed chunk-wise without autograd; returned as leaves requiring grad."""
+        self._chunks, self._leaves = [], {}
+        self._cuda_devices = cuda_devices = _cuda_devices(groups)
+        device_type = next(iter(groups.values()))["input_ids"].device.type
+        self._autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        for group, inputs in groups.items():
+            outputs, start = [], 0
+            for chunk in chunk_inputs(inputs, self.chunk_size):
+                n = chunk["input_ids"].shape[0]
+                cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda_devices]
+                self._chunks.append(_Chunk(group, slice(start, start + n), chunk, torch.get_rng_state(), cuda_rng))
+                with torch.no_grad():
+                    outputs.append(encode(**chunk))
+                start += n
+            self._leaves[group] = torch.cat(outputs).requires_grad_()
+        return dict(self._leaves)
+
+    def backward(
+        self, loss: torch.Tensor, encode: Callable[..., torch.Tensor], params: list[torch.nn.Parameter]
+    ) -> None:
+        """Backpropagate `loss` (a function of the leaves from `embed`) into `params` through chunk re-encodings."""
+        if not self.pending:
+            raise RuntimeError("GradCache.backward without a preceding embed in this step")
+        leaves = list(self._leaves.values())
+        trainable = [p for p in params if p.requires_grad]
+        # The loss graph reaches the leaves (and a trainable parameter of the loss itself, if any), not the encoder.
+        grads = torch.autograd.grad(loss, leaves + trainable, allow_unused=True)
+        leaf_grads = dict(zip(self._leaves, grads[: len(leaves)], strict=True))
+        total: list[torch.Tensor | None] = list(grads[len(leaves) :])
+        device_type, enabled, dtype = self._autocast
+        for chunk in self._chunks:
+            grad = leaf_grads[chunk.group]
+            if grad is None:  # the loss does not use this group
+                continue
+            with _replayed_rng(chunk, self._cuda_devices), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                out = encode(**chunk.inputs)
+            part = torch.autograd.grad(out, trainable, grad[chunk.rows].to(out.dtype), allow_unused=True)
+            total = [t if g is None else (g if t is None else t.add_(g)) for t, g in zip(total, part, strict=True)]
+        # One pass through autograd per parameter: gradient hooks (DDP's all-reduce, accumulation) fire once.
+        used = [(p, g) for p, g in zip(trainable, total, strict=True) if g is not None]
+        if used:
+            torch.autograd.backward([p for p, _ in used], [g for _, g in used])
+        self._chunks, self._leaves = [], {}
+
+
+def _cuda_devices(groups: dict[str, Inputs]) -> list[int]:
+    devices = {v.device for inputs in groups.values() for v in inputs.values() if v.device.type == "cuda"}
+    return sorted(d.index if d.index is not None else torch.cuda.current_device() for d in devices)
