@@ -94,3 +94,29 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         if self.drop_last:
             return sum(n // self.batch_size for n in sizes)
         return sum(-(-n // self.batch_size) for n in sizes)
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """This device's share of every global batch: with W devices, `sampler` yields global batches of W·B positions
+    and device `rank` takes positions [rank·B, (rank+1)·B) of each.
+
+    Why not a DistributedSampler: the global batch stays one length-grouped, one-source batch (gathered negatives
+    then come from one source, as on one device), and every device gets the same number of equal-sized batches,
+    which `all_gather` needs. Short global batches are dropped (the wrapped sampler must use `drop_last`).
+    """
+
+    def __init__(self, sampler: LengthGroupedBatchSampler, rank: int, world_size: int) -> None:
+        if not sampler.drop_last or sampler.batch_size % world_size:
+            raise ConfigError("a sharded batch sampler needs drop_last and a global batch size divisible by devices")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} outside a world of {world_size}")
+        self.global_sampler, self.rank, self.world_size = sampler, rank, world_size
+        self.sampler = sampler.sampler  # Lightning's set_epoch reaches the global order through this
+
+    def __iter__(self) -> Iterator[list[int]]:
+        size = self.global_sampler.batch_size // self.world_size
+        for batch in self.global_sampler:
+            yield batch[self.rank * size : (self.rank + 1) * size]
+
+    def __len__(self) -> int:
+        return len(self.global_sampler)

@@ -13,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from embedlab.data.batching import LengthGroupedBatchSampler
+from embedlab.data.batching import LengthGroupedBatchSampler, ShardedBatchSampler
 from embedlab.data.collate import Collator
 from embedlab.data.training import Example, example_text
 from embedlab.errors import ConfigError
@@ -76,14 +76,21 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.train_rows: list[int] = sorted(order[:cut].tolist())
         self.heldout_rows: list[int] = sorted(order[cut:].tolist())
         self.train_dataset = IndexedDataset(self._examples, self.train_rows)
-        self.batch_sampler = LengthGroupedBatchSampler(
+        self.batch_sampler = self._length_grouped(batch_size, drop_last)
+
+    def _length_grouped(self, batch_size: int, drop_last: bool) -> LengthGroupedBatchSampler:
+        return LengthGroupedBatchSampler(
             [example_length(self._examples[r]) for r in self.train_rows],
             batch_size,
             sources=self._sources[self.train_rows].tolist(),
-            seed=seed,
-            group_by_length=group_by_length,
+            seed=self.seed,
+            group_by_length=self.group_by_length,
             drop_last=drop_last,
         )
+
+    def sharded_sampler(self, rank: int, world_size: int) -> ShardedBatchSampler:
+        """`batch_size` per device; one global length-grouped batch of `batch_size × world_size` split by rank."""
+        return ShardedBatchSampler(self._length_grouped(self.batch_size * world_size, True), rank, world_size)
 
     @property
     def all_examples(self) -> list[Example]:
@@ -95,9 +102,12 @@ class EmbeddingDataModule(pl.LightningDataModule):
         return [self._examples[r] for r in self.heldout_rows]
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer  # None outside a Trainer
+        world_size = trainer.world_size if trainer is not None else 1
+        sampler = self.batch_sampler if world_size == 1 else self.sharded_sampler(trainer.global_rank, world_size)
         return DataLoader(
             self.train_dataset,
-            batch_sampler=self.batch_sampler,
+            batch_sampler=sampler,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -74,6 +74,10 @@ class Encoder(nn.Module):
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"unknown precision '{precision}'; choose fp32 or bf16")
         self.backbone, self.tokenizer, self.projection = backbone, tokenizer, projection
+        # BERT-style backbones carry a [CLS] pooler that embeddings never use: frozen, so DDP does not wait for its
+        # gradient (it would never all-reduce the bucket holding it) and the optimizer does not track it.
+        if isinstance(pooler := getattr(backbone, "pooler", None), nn.Module):
+            pooler.requires_grad_(False)
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
         self.query_prompt, self.document_prompt, self.precision, self.name = (
             query_prompt,

@@ -1,0 +1,104 @@
+"""Data parallelism on CPU: two gloo processes through Lightning's DDP, with cross-device negatives (and GradCache),
+give the loss and the gradients of one process on the whole batch; the sharded batch sampler; FSDP on CPU.
+
+Tolerance: gradients within 1e-6 absolute / 1e-5 relative (float32; DDP averages two partial sums)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from safetensors.torch import load_file, save_file
+from tiny import QUIET, TEXTS, tiny_encoder
+
+from embedlab.data.batching import LengthGroupedBatchSampler, ShardedBatchSampler
+from embedlab.data.collate import Collator
+from embedlab.data.training import PairExample
+from embedlab.errors import ConfigError
+from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.optim import OptimConfig
+from embedlab.losses import build_loss
+
+
+class DumpFirstStep(pl.Callback):
+    """Writes rank r's loss and (all-reduced) parameter gradients of the first optimizer step to `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            loss = float(outputs["loss"]) / trainer.world_size  # the step returns the global loss × devices
+            (self.folder / f"loss{trainer.global_rank}.json").write_text(json.dumps(loss))
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        if trainer.global_step == 0:
+            grads = {n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None}
+            save_file(grads, self.folder / f"grads{trainer.global_rank}.safetensors")
+
+
+def examples() -> list[PairExample]:
+    """16 pairs with one hard negative; q0 and q5 share a positive that lands on different devices, and q3's mined
+    negative is q10's positive: both must be masked across devices, as on one device."""
+    out = []
+    for i in range(16):
+        pos = 0 if i == 5 else i
+        neg = 10 if i == 3 else (i + 7) % 16
+        out.append(PairExample(f"q{i}", TEXTS[i], f"d{pos}", TEXTS[pos], (f"d{neg}",), (TEXTS[neg],)))
+    return out
+
+
+def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | None) -> None:
+    folder.mkdir()
+    module = EmbeddingModule(
+        tiny_encoder(tok),
+        build_loss({"infonce": {"temperature": 0.1, "symmetric": True}}),
+        OptimConfig(),
+        chunk_size=chunk_size,
+    )
+    dm = EmbeddingDataModule(examples(), Collator(tok, 32), batch_size=batch_size, seed=3, drop_last=True)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        max_steps=1,
+        logger=False,
+        use_distributed_sampler=False,  # the data module shards its own length-grouped global batches
+        callbacks=[DumpFirstStep(folder)],
+        **QUIET,
+    )
+    trainer.fit(module, datamodule=dm)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_two_process_ddp_with_gathered_negatives_equals_one_process(tok, tmp_path: Path, chunk_size) -> None:
+    run(tok, tmp_path / "one", devices=1, batch_size=8, chunk_size=None)
+    run(tok, tmp_path / "two", devices=2, batch_size=4, chunk_size=chunk_size)
+    expected = load_file(tmp_path / "one" / "grads0.safetensors")
+    ranks = [load_file(tmp_path / "two" / f"grads{r}.safetensors") for r in (0, 1)]
+    assert len(expected) > 10 and ranks[0].keys() == expected.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(ranks[0][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+        assert torch.equal(ranks[0][name], ranks[1][name])  # DDP leaves identical gradients on every rank
+    loss = json.loads((tmp_path / "one" / "loss0.json").read_text())
+    for r in (0, 1):
+        assert json.loads((tmp_path / "two" / f"loss{r}.json").read_text()) == pytest.approx(loss, rel=1e-6)
+
+
+def test_sharded_sampler_splits_each_global_batch() -> None:
+    base = LengthGroupedBatchSampler(list(range(20)), 8, seed=1, drop_last=True)
+    shards = [ShardedBatchSampler(base, r, 2) for r in (0, 1)]
+    assert [len(s) for s in shards] == [2, 2]
+    for global_batch, a, b in zip(base, *shards, strict=True):
+        assert a + b == global_batch and len(a) == 4
+    shards[0].sampler.set_epoch(1)  # Lightning's hook reaches the global order
+    assert base.epoch == 1
+    with pytest.raises(ConfigError, match="drop_last"):
+        ShardedBatchSampler(LengthGroupedBatchSampler(list(range(20)), 8), 0, 2)
+    with pytest.raises(ConfigError, match="divisible"):
+        ShardedBatchSampler(LengthGroupedBatchSampler(list(range(20)), 9, drop_last=True), 0, 2)
