@@ -19,9 +19,11 @@ from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample
 from embedlab.errors import ConfigError
 from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.distributed import build_strategy, layer_classes
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.losses import build_loss
+from embedlab.models import Encoder
 
 
 class DumpFirstStep(pl.Callback):
@@ -102,3 +104,55 @@ def test_sharded_sampler_splits_each_global_batch() -> None:
         ShardedBatchSampler(LengthGroupedBatchSampler(list(range(20)), 8), 0, 2)
     with pytest.raises(ConfigError, match="divisible"):
         ShardedBatchSampler(LengthGroupedBatchSampler(list(range(20)), 9, drop_last=True), 0, 2)
+
+
+def tiny_decoder(arch: str, tok):
+    from transformers import AutoConfig, AutoModel
+
+    sizes = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    return AutoModel.from_config(AutoConfig.for_model(arch, num_key_value_heads=1, vocab_size=len(tok), **sizes))
+
+
+@pytest.mark.parametrize(("arch", "layer"), [("mistral", "MistralDecoderLayer"), ("qwen2", "Qwen2DecoderLayer")])
+def test_fsdp_strategy_wraps_the_decoder_layers(tok, arch: str, layer: str) -> None:
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    model = tiny_decoder(arch, tok)
+    fsdp = {"wrap_layers": ["MistralDecoderLayer", "Qwen2DecoderLayer"], "state_dict_type": "sharded"}
+    strategy = build_strategy("fsdp", fsdp, model, grad_cache=False)
+    assert isinstance(strategy, FSDPStrategy) and strategy._state_dict_type == "sharded"
+    assert {c.__name__ for c in layer_classes(model, fsdp["wrap_layers"])} == {layer}
+    assert build_strategy("ddp", None, model, grad_cache=True) == "ddp"
+    with pytest.raises(ConfigError, match=r"none of \['BertLayer'\].*" + layer):
+        build_strategy("fsdp", {"wrap_layers": ["BertLayer"]}, model, grad_cache=False)
+    with pytest.raises(ConfigError, match="GradCache"):
+        build_strategy("fsdp", fsdp, model, grad_cache=True)
+
+
+def test_fsdp_on_cpu(tok) -> None:
+    """FSDP is Lightning's, and Lightning 2.6 runs it on CUDA devices only; this skip says so (it runs where a
+    future Lightning accepts CPU processes)."""
+    model = tiny_decoder("llama", tok)
+    strategy = build_strategy("fsdp", {"wrap_layers": ["LlamaDecoderLayer"]}, model, grad_cache=False)
+    try:
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=1, logger=False, **QUIET)
+    except ValueError as e:
+        assert "requires a GPU" in str(e)
+        pytest.skip(f"FSDP on CPU: not supported by the installed Lightning ({e})")
+    encoder = Encoder(model, tok, max_length=32)
+    dm = EmbeddingDataModule(examples(), Collator(tok, 32), batch_size=4, seed=3, drop_last=True)
+    trainer.fit(EmbeddingModule(encoder, build_loss({"infonce": {}})), datamodule=dm)
+    assert trainer.global_step == 1
+
+
+def test_slurm_launcher_config_composes() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from embedlab.cli.common import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8
+    assert cfg.trainer.strategy == "ddp" and cfg.step.gather

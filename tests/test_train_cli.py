@@ -1,5 +1,6 @@
-"""`python -m embedlab.cli.train` end to end on the real data with MiniLM: a 2-step InfoNCE run, a 2-step LEAF run
-against a black-box teacher file, and config errors that stop the run before any data or teacher work."""
+"""`python -m embedlab.cli.train` end to end on the real data with MiniLM: a 2-step InfoNCE run (through GradCache), a
+2-step LEAF run against a black-box teacher file, and config errors that stop the run before any data or teacher
+work."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_plain_infonce_run(workdir: Path, env: dict[str, str]) -> None:
     from sentence_transformers import SentenceTransformer
 
     out = workdir / "plain"
-    proc = run_cli(train_cmd(out, *TINY), env)
+    proc = run_cli(train_cmd(out, *TINY, "step.chunk_size=2"), env)  # through GradCache: 2 chunks of 2 pairs
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert f"run directory: {out}" in proc.stdout
@@ -83,6 +84,7 @@ def test_plain_infonce_run(workdir: Path, env: dict[str, str]) -> None:
         assert 0.0 < metrics["scifact"]["ndcg_at_10"] <= 1.0
     config = OmegaConf.load(out / "config.yaml")
     assert (config.trainer.max_steps, config.data.batch_size, config.logger.kind) == (2, 4, "csv")
+    assert config.step.chunk_size == 2 and config.trainer.strategy == "auto"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["steps"] == 2 and len(manifest["models"]["student"]) == 64
     assert manifest["teacher_source"] is None and "teacher" not in manifest["models"]

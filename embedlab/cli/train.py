@@ -28,6 +28,7 @@ from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.distributed import build_strategy
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.lit.teacher import TeacherTable
@@ -159,7 +160,15 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
     teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
-    module = EmbeddingModule(student, loss, optim, teacher=teacher if table is None else None, teacher_table=table)
+    module = EmbeddingModule(
+        student,
+        loss,
+        optim,
+        teacher=teacher if table is None else None,
+        teacher_table=table,
+        chunk_size=cfg.step.chunk_size,
+        gather=cfg.step.gather,
+    )
     if cfg.projection.init == "ridge":
         assert table is not None  # checked above, before any work
         init_projection(student, texts, dm.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
@@ -191,7 +200,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         return {r.task: r.metrics for r in results}
 
     systems: dict[str, dict] = {}  # system -> task -> metrics: the run's one results table
-    if teacher is not None and cfg.eval.teacher:
+    # Under DDP every process runs this script; one evaluates and writes (Lightning's launcher sets the rank).
+    main_process = pl.utilities.rank_zero_only.rank == 0
+    if main_process and teacher is not None and cfg.eval.teacher:
         systems["teacher"] = evaluate(tasks, "teacher", teacher)
     heldout = np.asarray(dm.heldout_rows, dtype=np.int64)
 
@@ -201,13 +212,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         return heldout_cosine(student, [texts[i] for i in heldout], table.embeddings[heldout], cfg.eval.batch_size)
 
     summary: dict = {"heldout_cosine_before": agreement()}
-    if cfg.eval.before_training:
+    if main_process and cfg.eval.before_training:
         systems["student (before)"] = evaluate(tasks, "before", student)
         if asymmetric:
             systems["asymmetric (before)"] = evaluate(retrieval_tasks, "asymmetric_before", teacher, student)
 
+    trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    strategy = build_strategy(
+        trainer_settings.pop("strategy", "auto"),
+        trainer_settings.pop("fsdp", None),
+        student,
+        grad_cache=bool(cfg.step.chunk_size),
+    )
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_settings,
+        strategy=strategy,
+        use_distributed_sampler=False,  # the data module shards its length-grouped global batches itself
         logger=make_logger(cfg, out_dir),
         callbacks=[
             *evaluators,
@@ -221,6 +241,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         deterministic=True,
     )
     trainer.fit(module, datamodule=dm)
+    if not trainer.is_global_zero:
+        return {}
 
     systems["student"] = {r.task: r.metrics for r in evaluators[0].last}
     if asymmetric:

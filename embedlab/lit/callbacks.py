@@ -66,9 +66,12 @@ class EvaluationCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
+        if not trainer.is_global_zero:  # one device evaluates and writes; the others wait at the next all-reduce
+            return
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if trainer.global_step != self._last_step:  # not already evaluated (and written) at this very step
+        # not already evaluated (and written) at this very step
+        if trainer.is_global_zero and trainer.global_step != self._last_step:
             self.evaluate(trainer, pl_module)
