@@ -54,8 +54,10 @@ def test_identical_systems_give_uniform_p_values(method: str) -> None:
     base = rng.random((trials, n))  # per-query difficulty, shared by both systems
     noise = 0.1 * rng.standard_normal((2, trials, n))
     ps = np.array(
-        [paired_test(base[t] + noise[0, t], base[t] + noise[1, t], method, resamples=500, seed=t).p_value
-         for t in range(trials)]
+        [
+            paired_test(base[t] + noise[0, t], base[t] + noise[1, t], method, resamples=500, seed=t).p_value
+            for t in range(trials)
+        ]
     )
     assert 0.02 <= np.mean(ps < 0.05) <= 0.09
     # Kolmogorov-Smirnov distance to U(0, 1); 0.068 is the 5% critical value for 400 draws, a little slack for the

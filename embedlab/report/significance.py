@@ -56,7 +56,7 @@ def read_per_query(run: str | Path, task: str) -> dict[str, dict[str, float]]:
             except json.JSONDecodeError as e:
                 raise DataFormatError(path, line_no, None, f"not valid JSON ({e.msg})") from None
             if "query_id" not in row:
-                raise DataFormatError(path, line_no, "query_id", "missing (per-pair STS scores have no per-query metric)")
+                raise DataFormatError(path, line_no, "query_id", "missing (STS per-pair scores have no query metric)")
             qid = str(row.pop("query_id"))
             if qid in out:
                 raise DataFormatError(path, line_no, "query_id", f"duplicate query {qid!r}")
