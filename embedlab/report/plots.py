@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,52 @@ def histogram_png(
     ax.set(title=title, xlabel=xlabel, ylabel="density")
     ax.legend()
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
+
+
+def bar_png(
+    path: str | Path,
+    labels: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float | None],
+    *,
+    title: str,
+    ylabel: str,
+) -> Path:
+    """One bar per configuration with its std over seeds as error bar (none for a single seed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels) + 2), 4.5))
+    x = np.arange(len(labels))
+    ax.bar(x, means, yerr=[s or 0.0 for s in stds], capsize=4, color="tab:blue", alpha=0.8)
+    lo, hi = (
+        min(m - (s or 0) for m, s in zip(means, stds, strict=True)),
+        max(m + (s or 0) for m, s in zip(means, stds, strict=True)),
+    )
+    pad = max(hi - lo, 1e-3) * 0.6
+    ax.set_ylim(max(0.0, lo - pad), hi + pad)  # differences between configurations are small; show them
+    ax.set_xticks(x, [label.replace(" ", "\n") for label in labels], fontsize=8)
+    ax.set(title=title, ylabel=ylabel)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def line_png(
+    path: str | Path, series: Mapping[str, tuple[Sequence, Sequence[float]]], *, title: str, xlabel: str, ylabel: str
+) -> Path:
+    """One line per named series of (x values, y values); string x values are placed as ordered categories."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (xs, ys) in series.items():
+        ax.plot([str(v) for v in xs] if isinstance(xs[0], str) else xs, ys, marker="o", label=name)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
