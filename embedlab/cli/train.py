@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
+from embedlab.cli.sweep_labels import SweepLabels, current_labels
 from embedlab.cli.train_negatives import check_mining, mine_before_training
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
@@ -98,17 +99,19 @@ def init_projection(
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
-def make_logger(cfg: DictConfig, out_dir: Path):
+def make_logger(cfg: DictConfig, out_dir: Path, labels: SweepLabels | None = None):
+    """`labels`: the Hydra multirun's group and varied knobs (default: those of the running job)."""
     if cfg.logger.kind == "csv":
         return pl.loggers.CSVLogger(out_dir, name="logs")
     if cfg.logger.kind == "wandb":
+        labels = labels or current_labels()
         return pl.loggers.WandbLogger(
             project=cfg.logger.project,
             save_dir=str(out_dir),
             mode=cfg.logger.mode,
-            group=cfg.logger.group,
-            tags=list(cfg.logger.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
+            group=cfg.logger.group or labels.group,
+            tags=list(dict.fromkeys([*cfg.logger.tags, *labels.tags])),
+            config={**OmegaConf.to_container(cfg, resolve=True), "sweep": labels.knobs},
         )
     raise ConfigError(f"logger.kind must be wandb or csv, got {cfg.logger.kind!r}")
 

@@ -55,9 +55,7 @@ def _precision_key(p: str) -> tuple[int, str]:
     return (PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER), p)
 
 
-def grid_figures(
-    grids: dict[str, dict[tuple[int, str], float]], out_dir: Path, task: str, metric: str, what: str = "configuration"
-) -> list[Path]:
+def grid_figures(grids: dict[str, dict[tuple[int, str], float]], out_dir: Path, task: str, metric: str) -> list[Path]:
     """Metric vs dim (highest precision, one line per series) and metric vs precision (full dim); `grids`: series
     name (a configuration, or a system of one run) -> grid_means."""
     grids = {name: g for name, g in grids.items() if len(g) > 1}
@@ -72,8 +70,8 @@ def grid_figures(
             by_dim[name] = (dims, [g[(d, precision)] for d in dims])
     if by_dim:
         path = out_dir / f"{_slug(task)}_{_slug(metric)}_vs_dim.png"
-        title = f"{task} {metric} vs Matryoshka dimension ({precision}), one line per {what}"
-        written.append(line_png(path, by_dim, title=title, xlabel="dimension", ylabel=metric))
+        title = f"{task} {metric} vs Matryoshka dimension ({precision})"
+        written.append(line_png(path, by_dim, title=title, xlabel="dimension (log scale)", ylabel=metric, logx=True))
     by_precision = {}
     for name, g in grids.items():
         full = max(d for d, _ in g)
@@ -82,7 +80,7 @@ def grid_figures(
             by_precision[name] = (precisions, [g[(full, p)] for p in precisions])
     if by_precision:
         path = out_dir / f"{_slug(task)}_{_slug(metric)}_vs_precision.png"
-        title = f"{task} {metric} vs precision (full dimension), one line per {what}"
+        title = f"{task} {metric} vs precision (full dimension)"
         written.append(line_png(path, by_precision, title=title, xlabel="precision", ylabel=metric))
     return written
 

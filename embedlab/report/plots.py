@@ -75,13 +75,23 @@ def bar_png(
 
 
 def line_png(
-    path: str | Path, series: Mapping[str, tuple[Sequence, Sequence[float]]], *, title: str, xlabel: str, ylabel: str
+    path: str | Path,
+    series: Mapping[str, tuple[Sequence, Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
 ) -> Path:
     """One line per named series of (x values, y values); string x values are placed as ordered categories."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, (xs, ys) in series.items():
         ax.plot([str(v) for v in xs] if isinstance(xs[0], str) else xs, ys, marker="o", label=name)
+    if logx:
+        ax.set_xscale("log", base=2)
+        ticks = sorted({v for xs, _ in series.values() for v in xs})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
     fig.tight_layout()
