@@ -85,6 +85,13 @@ def grid_figures(grids: dict[str, dict[tuple[int, str], float]], out_dir: Path, 
     return written
 
 
+def _note(row: dict, metric: str, baseline: str) -> str:
+    if row["configuration"] == baseline:
+        return "baseline"
+    p = row.get(f"{metric}_p")
+    return "" if p is None else f"p={p:.2g}"
+
+
 def report_figures(runs: Sequence[Run], c: Comparison, out_dir: str | Path) -> list[Path]:
     """Every figure of a comparison, as PNG files in `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
@@ -101,6 +108,7 @@ def report_figures(runs: Sequence[Run], c: Comparison, out_dir: str | Path) -> l
                 [row[f"{metric}_std"] for row in c.rows],
                 title=f"{c.task} {metric}: mean ± std over seeds",
                 ylabel=metric,
+                notes=[_note(row, metric, c.baseline) for row in c.rows],
             )
         )
         grids = {name: grid_means([r.path for r in members], c.task, metric) for name, members in groups.items()}

@@ -56,19 +56,24 @@ def bar_png(
     *,
     title: str,
     ylabel: str,
+    notes: Sequence[str] | None = None,
 ) -> Path:
-    """One bar per configuration with its std over seeds as error bar (none for a single seed)."""
+    """One bar per configuration with its std over seeds as error bar (none for a single seed); `notes` are
+    written above the bars (e.g. each row's p-value)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels) + 2), 4.5))
+    lines = [label.split(" ") for label in labels]  # one override per line under its bar
+    longest = max((len(part) for parts in lines for part in parts), default=10)
+    fig, ax = plt.subplots(figsize=(max(6.0, len(labels) * (0.075 * longest + 0.4) + 1.2), 4.5))
     x = np.arange(len(labels))
-    ax.bar(x, means, yerr=[s or 0.0 for s in stds], capsize=4, color="tab:blue", alpha=0.8)
-    lo, hi = (
-        min(m - (s or 0) for m, s in zip(means, stds, strict=True)),
-        max(m + (s or 0) for m, s in zip(means, stds, strict=True)),
-    )
+    errors = [s or 0.0 for s in stds]
+    ax.bar(x, means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
+    lo = min(m - e for m, e in zip(means, errors, strict=True))
+    hi = max(m + e for m, e in zip(means, errors, strict=True))
     pad = max(hi - lo, 1e-3) * 0.6
     ax.set_ylim(max(0.0, lo - pad), hi + pad)  # differences between configurations are small; show them
-    ax.set_xticks(x, [label.replace(" ", "\n") for label in labels], fontsize=8)
+    for xi, m, e, note in zip(x, means, errors, notes or [""] * len(labels), strict=True):
+        ax.annotate(note, (xi, m + e), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_xticks(x, ["\n".join(parts) for parts in lines], fontsize=8)
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
     return _save(fig, path)
