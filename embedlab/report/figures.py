@@ -51,7 +51,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def _precision_key(p: str) -> tuple[int, str]:
+def precision_key(p: str) -> tuple[int, str]:
     return (PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER), p)
 
 
@@ -62,7 +62,7 @@ def grid_figures(grids: dict[str, dict[tuple[int, str], float]], out_dir: Path, 
     if not grids:
         return []
     written = []
-    precision = min((p for g in grids.values() for _, p in g), key=_precision_key)
+    precision = min((p for g in grids.values() for _, p in g), key=precision_key)
     by_dim = {}
     for name, g in grids.items():
         dims = sorted(d for d, p in g if p == precision)
@@ -75,7 +75,7 @@ def grid_figures(grids: dict[str, dict[tuple[int, str], float]], out_dir: Path, 
     by_precision = {}
     for name, g in grids.items():
         full = max(d for d, _ in g)
-        precisions = sorted({p for d, p in g if d == full}, key=_precision_key)
+        precisions = sorted({p for d, p in g if d == full}, key=precision_key)
         if len(precisions) > 1:
             by_precision[name] = (precisions, [g[(full, p)] for p in precisions])
     if by_precision:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from embedlab.errors import DataFormatError, EmbedlabError
-from embedlab.report.figures import PRECISION_ORDER, grid_means
+from embedlab.report.figures import grid_means, precision_key
 from embedlab.report.significance import PairedTest, metric_by_query, paired_arrays, paired_test
 
 SYSTEMS = {  # system name (as in results.json) -> folder inside the run
@@ -31,8 +31,8 @@ SYSTEMS = {  # system name (as in results.json) -> folder inside the run
 def systems(run: str | Path) -> dict[str, Path]:
     """The evaluated systems present in `run`, in SYSTEMS order."""
     run = Path(run)
-    if not (run / "metrics.json").exists():
-        raise EmbedlabError(f"{run}: not a run directory (no metrics.json)")
+    if not (run / "results.json").exists():
+        raise EmbedlabError(f"{run}: not an embedlab-train run directory (no results.json)")
     return {name: run / folder for name, folder in SYSTEMS.items() if (run / folder / "metrics.json").exists()}
 
 
@@ -88,7 +88,7 @@ def grid_table(run: str | Path, task: str, metric: str) -> list[dict]:
         reference = grid.get((full, "float32"))
         for dim in sorted({d for d, _ in grid}, reverse=True):
             row: dict = {"system": name, "dim": dim}
-            for precision in sorted({p for _, p in grid}, key=lambda p: (p not in PRECISION_ORDER, p)):
+            for precision in sorted({p for _, p in grid}, key=precision_key):
                 value = grid.get((dim, precision))
                 row[precision] = value
                 if value is not None and reference:
