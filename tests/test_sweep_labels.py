@@ -55,3 +55,26 @@ def test_offline_wandb_run_carries_group_tags_and_knobs(tmp_path: Path, monkeypa
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     cfg.logger.group = "explicit"  # a group given in the config wins
     assert make_logger(cfg, tmp_path, labels)._wandb_init["group"] == "explicit"
+
+
+def test_current_labels_inside_a_multirun_job(tmp_path: Path) -> None:
+    """The running job's Hydra config, as the basic launcher sets it for each job of `-m seed=0,1 loss=...`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from embedlab.cli.common import CONF_DIR
+
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"overrides": {"task": ["seed=0,1", "loss=focal_infonce"]}}})
+    )
+    job = ["seed=1", "loss=focal_infonce", f"hydra.sweep.dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        multirun = compose("train", overrides=[*job, "hydra.mode=MULTIRUN"], return_hydra_config=True)
+        single = compose("train", overrides=[*job, "hydra.mode=RUN"], return_hydra_config=True)
+    try:
+        HydraConfig.instance().set_config(multirun)
+        assert current_labels() == SweepLabels(str(tmp_path), {"seed": "1"})
+        HydraConfig.instance().set_config(single)
+        assert current_labels() == SweepLabels()
+    finally:
+        HydraConfig.instance().cfg = None
