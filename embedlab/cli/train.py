@@ -231,6 +231,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         deterministic=True,
     )
     trainer.fit(module, datamodule=dm)
+    if isinstance(trainer.logger, pl.loggers.WandbLogger):
+        trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
 
     systems["student"] = {r.task: r.metrics for r in evaluators[0].last}
     if asymmetric:
