@@ -36,12 +36,12 @@ demo: install
 	$(BIN)/embedlab-train experiment=leaf_demo
 
 test: install
-	$(BIN)/ruff check embedlab tests bench experiments
+	$(BIN)/ruff check embedlab tests bench experiments notebooks
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q tests
 
 lint: install
-	$(BIN)/ruff check embedlab tests bench experiments
-	$(BIN)/ruff format --check embedlab tests bench experiments
+	$(BIN)/ruff check embedlab tests bench experiments notebooks
+	$(BIN)/ruff format --check embedlab tests bench experiments notebooks
 
 bench: install
 	$(PIP) -e ".[dev,gguf,bench]"

@@ -11,4 +11,4 @@ COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=fals
     hydra.sweep.dir="$OUT/focal"
 "$BIN/embedlab-train" -m loss=focal_infonce loss.focal_infonce.gamma=0 seed=0 "${COMMON[@]}" \
     hydra.sweep.dir="$OUT/gamma0"
-"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10
+"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10 --metric recall_at_100 --baseline loss=infonce

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-import yaml
+from sweeps import make_run
 
 from embedlab.errors import DataFormatError, EmbedlabError
 from embedlab.report.runs import configuration_names, find_runs, summarize
-
-
-def make_run(root: Path, name: str, overrides: list[str], seed: int, ndcg: float, choices: dict | None = None) -> Path:
-    run = root / name
-    (run / ".hydra").mkdir(parents=True)
-    if choices is not None:
-        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
-    (run / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": ndcg}}))
-    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "loss": {}}))
-    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    # another system of the same run: same files but no config.yaml -> not a run of its own
-    (run / "before").mkdir()
-    (run / "before" / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": 0.0}}))
-    return run
 
 
 def test_groups_by_varied_overrides_over_seeds(tmp_path: Path) -> None:
@@ -68,20 +53,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(EmbedlabError, match="no run directories"):
         find_runs([tmp_path])
     run = make_run(tmp_path, "r", ["seed=0"], 0, 0.3)
-    with pytest.raises(DataFormatError, match=r"metrics.json.*'scifact.recall_at_10': missing"):
-        summarize(find_runs([run]), "scifact", "recall_at_10")
+    with pytest.raises(DataFormatError, match=r"metrics.json.*'scifact.map_at_1': missing"):
+        summarize(find_runs([run]), "scifact", "map_at_1")
     (run / "metrics.json").write_text('{"scifact": ')
     with pytest.raises(DataFormatError, match=r"r/metrics.json, line 1: not valid JSON"):
         find_runs([run])
 
 
-def test_report_cli_prints_one_row_per_configuration(tmp_path: Path, capsys) -> None:
-    from embedlab.cli.report import main
+def test_varied_knobs_name_what_the_sweep_changes(tmp_path: Path) -> None:
+    from embedlab.report.runs import varied_knobs
 
-    for seed, v in enumerate([0.4, 0.6]):
-        make_run(tmp_path, f"r{seed}", ["loss=leaf", f"seed={seed}"], seed, v)
-    assert main([str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[2].split() == ["(default)", "2", "0,1", "0.5000", "0.1414"]
-    assert main([str(tmp_path / "nothing")]) == 2
-    assert "no such run" in capsys.readouterr().err
+    make_run(tmp_path, "a", ["logger=csv", "loss=focal_infonce", "loss.gamma=1", "seed=0"], 0, 0.1)
+    make_run(tmp_path, "b", ["logger=csv", "loss=focal_infonce", "loss.gamma=2", "seed=1"], 1, 0.1)
+    make_run(tmp_path, "c", ["logger=csv", "seed=0"], 0, 0.1)
+    assert varied_knobs(find_runs([tmp_path])) == {
+        "loss": ["focal_infonce", "(default)"],
+        "loss.gamma": ["1", "2", "(default)"],
+        "seed": ["0", "1"],
+    }

@@ -1,38 +1,49 @@
-"""`embedlab-report`: compare finished runs, one row per configuration, mean ± std over seeds.
+"""`embedlab-report`: compare finished runs, one row per configuration: mean ± std over seeds and a paired test over
+queries against a baseline configuration; writes the table (Markdown, CSV) and PNG figures.
 
-embedlab-report multirun/2026-11-29_10-00-00 --task scifact --metric ndcg_at_10
+embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from embedlab.errors import EmbedlabError
-from embedlab.report.runs import find_runs, summarize
-from embedlab.report.table import format_table
+from embedlab.io import write_text_atomic
+from embedlab.report.compare import METHODS, compare, describe, to_csv, to_markdown
+from embedlab.report.figures import report_figures
+from embedlab.report.runs import find_runs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embedlab-report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run or sweep directories (searched recursively)")
     parser.add_argument("--task", default="scifact", help="task in metrics.json")
-    parser.add_argument("--metric", default="ndcg_at_10", help="metric of that task")
+    parser.add_argument("--metric", action="append", help="metric of that task; repeat for several (ndcg_at_10)")
+    parser.add_argument("--baseline", help="configuration the others are tested against (default: the first row)")
+    parser.add_argument("--test", choices=METHODS, default="randomization", help="paired test over queries")
+    parser.add_argument("--resamples", type=int, default=10_000, help="sign patterns / bootstrap samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    parser.add_argument("--out", type=Path, help="where the table and figures go (default: <first path>/report)")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
+    metrics = args.metric or ["ndcg_at_10"]
+    out = args.out or Path(args.paths[0]) / "report"
     try:
-        rows = summarize(find_runs(args.paths), args.task, args.metric)
+        runs = find_runs(args.paths)
+        c = compare(runs, args.task, metrics, args.baseline, args.test, args.resamples, args.seed)
+        markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
+        stem = f"{c.task}_comparison"
+        write_text_atomic(out / f"{stem}.md", markdown)
+        write_text_atomic(out / f"{stem}.csv", to_csv(c))
+        figures = [] if args.no_plots else report_figures(runs, c, out)
     except EmbedlabError as e:
         print(f"embedlab-report: {e}", file=sys.stderr)
         return 2
-    for row in rows:
-        row["seeds"] = ",".join(map(str, row["seeds"]))
-    print(
-        format_table(
-            rows,
-            ["configuration", "n", "seeds", "mean", "std"],
-            ["configuration", "n", "seeds", f"{args.task} {args.metric} mean", "std"],
-        )
-    )
+    print(markdown)
+    print(f"written: {out / (stem + '.md')}, {out / (stem + '.csv')}" + "".join(f", {p}" for p in figures))
     return 0
 
 

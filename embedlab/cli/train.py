@@ -18,6 +18,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
+from embedlab.cli.eval import _as_list
+from embedlab.cli.sweep_labels import SweepLabels, current_labels
 from embedlab.cli.train_negatives import check_mining, mine_before_training
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
@@ -25,7 +27,7 @@ from embedlab.data.training import TextExample, example_text, read_pairs, read_s
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
-from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
+from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.distributed import build_strategy
@@ -99,27 +101,28 @@ def init_projection(
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
-def make_logger(cfg: DictConfig, out_dir: Path):
+def make_logger(cfg: DictConfig, out_dir: Path, labels: SweepLabels | None = None):
+    """`labels`: the Hydra multirun's group and varied knobs (default: those of the running job)."""
     if cfg.logger.kind == "csv":
         return pl.loggers.CSVLogger(out_dir, name="logs")
     if cfg.logger.kind == "wandb":
+        labels = labels or current_labels()
         return pl.loggers.WandbLogger(
             project=cfg.logger.project,
             save_dir=str(out_dir),
             mode=cfg.logger.mode,
-            group=cfg.logger.group,
-            tags=list(cfg.logger.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
+            group=cfg.logger.group or labels.group,
+            tags=list(dict.fromkeys([*cfg.logger.tags, *labels.tags])),
+            config={**OmegaConf.to_container(cfg, resolve=True), "sweep": labels.knobs},
         )
     raise ConfigError(f"logger.kind must be wandb or csv, got {cfg.logger.kind!r}")
 
 
-def heldout_cosine(student: Encoder, texts: list[str], targets: np.ndarray, batch_size: int) -> float:
-    """Mean cosine between the student's and the teacher's vectors of texts the student never trained on."""
+def heldout_cosines(student: Encoder, texts: list[str], targets: np.ndarray, batch_size: int) -> np.ndarray:
+    """Per text, the cosine between the student's and the teacher's vectors of texts the student never trained on."""
     s = np.asarray(student.encode(texts, batch_size=batch_size), dtype=np.float64)
     t = np.asarray(targets, dtype=np.float64)
-    cos = (s * t).sum(1) / (np.linalg.norm(s, axis=1) * np.linalg.norm(t, axis=1))
-    return float(cos.mean())
+    return (s * t).sum(1) / (np.linalg.norm(s, axis=1) * np.linalg.norm(t, axis=1))
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -128,7 +131,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
     optim.check()
-    settings = EvalSettings(limit=cfg.eval.limit, max_docs=cfg.eval.max_docs, batch_size=cfg.eval.batch_size)
+    settings = EvalSettings(
+        limit=cfg.eval.limit,
+        max_docs=cfg.eval.max_docs,
+        batch_size=cfg.eval.batch_size,
+        dims=_as_list(cfg.eval.get("dims")) or [None],
+        precisions=_as_list(cfg.eval.get("precisions")) or ["float32"],
+    )
     for name in cfg.eval.tasks:  # a misspelt task fails now, not after data reading and teacher work
         get_task(name)
     if cfg.projection.init not in ("random", "ridge"):
@@ -206,12 +215,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         systems["teacher"] = evaluate(tasks, "teacher", teacher)
     heldout = np.asarray(dm.heldout_rows, dtype=np.int64)
 
-    def agreement() -> float | None:
+    def agreement() -> np.ndarray | None:
         if table is None or not len(heldout):
             return None
-        return heldout_cosine(student, [texts[i] for i in heldout], table.embeddings[heldout], cfg.eval.batch_size)
+        return heldout_cosines(student, [texts[i] for i in heldout], table.embeddings[heldout], cfg.eval.batch_size)
 
-    summary: dict = {"heldout_cosine_before": agreement()}
+    cosines_before = agreement()
+    summary: dict = {"heldout_cosine_before": _mean(cosines_before)}
     if main_process and cfg.eval.before_training:
         systems["student (before)"] = evaluate(tasks, "before", student)
         if asymmetric:
@@ -241,6 +251,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         deterministic=True,
     )
     trainer.fit(module, datamodule=dm)
+    if isinstance(trainer.logger, pl.loggers.WandbLogger):
+        trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
     if not trainer.is_global_zero:
         return {}
 
@@ -248,8 +260,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if asymmetric:
         systems["asymmetric"] = {r.task: r.metrics for r in evaluators[1].last}
     write_json_atomic(out_dir / "results.json", systems)
+    cosines = agreement()
+    if cosines is not None and cosines_before is not None:  # the alignment's distribution, for analysis notebooks
+        rows = zip(heldout, cosines_before, cosines, strict=True)
+        write_jsonl_atomic(
+            out_dir / "heldout_cosine.jsonl", ({"id": ids[i], "before": b, "after": a} for i, b, a in rows)
+        )
     summary.update(
-        heldout_cosine=agreement(), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
+        heldout_cosine=_mean(cosines), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
     )
     if cfg.export:
         student.save(out_dir / "model")
@@ -266,6 +284,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     print(results_table(systems, summary))
     print(f"\nrun directory: {out_dir}")
     return {"systems": systems, "summary": summary}
+
+
+def _mean(values: np.ndarray | None) -> float | None:
+    return None if values is None else float(values.mean())
 
 
 def results_table(systems: dict[str, dict], summary: dict) -> str:

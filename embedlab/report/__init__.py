@@ -1,1 +1,1 @@
-"""Reports: readable tables of results."""
+"""Reports: compare runs over seeds with paired tests over queries; tables, figures, LEAF-run analysis."""

@@ -84,13 +84,35 @@ def configuration_names(runs: Sequence[Run]) -> list[str]:
     return names
 
 
-def summarize(runs: Sequence[Run], task: str, metric: str) -> list[dict]:
-    """One row per configuration (first-seen order): n, seeds, mean, sample std (None for one run), values."""
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Configuration name -> its runs (one per seed), configurations in first-seen order."""
     groups: dict[str, list[Run]] = {}
     for name, run in zip(configuration_names(runs), runs, strict=True):
         groups.setdefault(name, []).append(run)
+    return groups
+
+
+def varied_knobs(runs: Sequence[Run]) -> dict[str, list[str]]:
+    """What a set of runs varies: override key -> its distinct values (seed included), first-seen order. Keys set
+    identically in every run are not listed; a run that does not set a key shows the config group option it used
+    (Hydra's choices), else "(default)"."""
+    keys = list(dict.fromkeys(_key(o) for r in runs for o in r.overrides))
+    out = {}
+    for key in keys:
+        values = [
+            next((o.split("=", 1)[-1] for o in r.overrides if _key(o) == key), r.choices.get(key, "(default)"))
+            for r in runs
+        ]
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > 1:
+            out[key] = distinct
+    return out
+
+
+def summarize(runs: Sequence[Run], task: str, metric: str) -> list[dict]:
+    """One row per configuration (first-seen order): n, seeds, mean, sample std (None for one run), values."""
     rows = []
-    for name, members in groups.items():
+    for name, members in group_runs(runs).items():
         values = [m.metrics.get(task, {}).get(metric) for m in members]
         missing = [str(m.path) for m, v in zip(members, values, strict=True) if v is None]
         if missing:
