@@ -1,10 +1,12 @@
 """Training throughput: embedlab vs sentence-transformers' trainer, same model, batch, sequence length and CPU.
 
     python bench/train_throughput.py [--steps 20] [--batch-size 32] [--max-length 128] [--precision fp32|bf16]
+    python bench/train_throughput.py --losses gradcache --batch-size 128 --chunk-size 32
 
-Two equivalent objectives on all-MiniLM-L6-v2 and real SciFact text:
+Equivalent objectives on all-MiniLM-L6-v2 and real SciFact text:
   - infonce (embedlab) ≡ MultipleNegativesRankingLoss (sentence-transformers): train claims + cited abstracts;
-  - leaf (embedlab, projection 384→768) ≡ MSELoss(projection_dim=768): abstracts regressed onto fixed 768-d targets.
+  - leaf (embedlab, projection 384→768) ≡ MSELoss(projection_dim=768): abstracts regressed onto fixed 768-d targets;
+  - gradcache: infonce with `step.chunk_size` ≡ CachedMultipleNegativesRankingLoss(mini_batch_size), same chunk size.
 Each side runs `--steps` optimizer steps after `--warmup` untimed ones; samples/s = steps × batch / seconds.
 Printed: samples/s per side and the ratio embedlab / sentence-transformers.
 """
@@ -52,7 +54,7 @@ def embedlab_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args)
     encoder = Encoder.from_pretrained(
         resolve_model("all-MiniLM-L6-v2"), max_length=args.max_length, projection_dim=768 if kind == "leaf" else None
     )
-    if kind == "infonce":
+    if kind in ("infonce", "gradcache"):
         examples, table, loss = pairs, None, build_loss({"infonce": {"temperature": 0.05}})
     else:
         examples = [TextExample(p.positive_id, p.positive) for p in pairs]
@@ -60,7 +62,10 @@ def embedlab_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args)
     dm = EmbeddingDataModule(
         examples, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0, drop_last=True
     )
-    module = EmbeddingModule(encoder, loss, OptimConfig(lr=2e-5, warmup_ratio=0.0), teacher_table=table)
+    chunk_size = args.chunk_size if kind == "gradcache" else None
+    module = EmbeddingModule(
+        encoder, loss, OptimConfig(lr=2e-5, warmup_ratio=0.0), teacher_table=table, chunk_size=chunk_size
+    )
     timer = StepTimer(args.warmup)
     trainer = pl.Trainer(
         max_steps=args.warmup + args.steps,
@@ -90,6 +95,9 @@ def st_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args) -> fl
     if kind == "infonce":
         data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
         loss = st_losses.MultipleNegativesRankingLoss(model, scale=20.0)  # scale 20 = temperature 0.05
+    elif kind == "gradcache":
+        data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
+        loss = st_losses.CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=args.chunk_size)
     else:
         data = Dataset.from_dict({"text": [p.positive for p in pairs], "label": targets.tolist()})
         loss = st_losses.MSELoss(model, projection_dim=768)
@@ -134,7 +142,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--losses", nargs="+", default=["infonce", "leaf"], choices=["infonce", "leaf"])
+    parser.add_argument("--chunk-size", type=int, default=32, help="GradCache chunk (ST: mini_batch_size)")
+    parser.add_argument("--losses", nargs="+", default=["infonce", "leaf"], choices=["infonce", "leaf", "gradcache"])
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -152,9 +161,14 @@ def main() -> None:
     for kind in args.losses:
         st = st_run(kind, pairs, targets, args)
         ours = embedlab_run(kind, pairs, targets, args)
-        peer = "MultipleNegativesRankingLoss" if kind == "infonce" else "MSELoss"
+        peer = {
+            "infonce": "MultipleNegativesRankingLoss",
+            "leaf": "MSELoss",
+            "gradcache": f"CachedMultipleNegativesRankingLoss(mini_batch_size={args.chunk_size})",
+        }[kind]
+        name = f"infonce, step.chunk_size={args.chunk_size}" if kind == "gradcache" else kind
         rows.append(
-            {"loss": kind, "peer loss": peer, "sentence-transformers": st, "embedlab": ours, "ratio": ours / st}
+            {"loss": name, "peer loss": peer, "sentence-transformers": st, "embedlab": ours, "ratio": ours / st}
         )
     print(
         format_table(
