@@ -3,11 +3,13 @@
 embedlab-train                                         # MiniLM + InfoNCE on SciFact train, eval on SciFact test
 embedlab-train loss=focal_infonce loss.focal_infonce.gamma=2
 embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> MiniLM + projection 384->768
+embedlab-train ... resume=outputs/train/<run>          # continue a killed run from its last checkpoint
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,8 +18,10 @@ import hydra
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
+from embedlab.cli.train_resume import config_record, find_checkpoint, run_dir
 from embedlab.cli.train_negatives import check_mining, mine_before_training
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
@@ -27,6 +31,7 @@ from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
+from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
@@ -38,6 +43,7 @@ from embedlab.models.projection import fit_ridge, set_linear
 from embedlab.report.table import format_table
 
 log = logging.getLogger("embedlab.train")
+OmegaConf.register_new_resolver("embedlab_run_dir", run_dir, replace=True)  # conf/train.yaml: hydra.run.dir
 
 
 def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
@@ -123,6 +129,7 @@ def heldout_cosine(student: Encoder, texts: list[str], targets: np.ndarray, batc
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     started = time.perf_counter()
+    record = config_record(cfg)  # before mining rewrites cfg.data: what a resumed run must match
     pl.seed_everything(cfg.seed, workers=True)
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
@@ -137,6 +144,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
     mining = check_mining(cfg)
     cache = EmbeddingCache() if cfg.eval.cache else None
+    ckpt_path = find_checkpoint(cfg.resume, out_dir, record)
 
     student = build_encoder(cfg.model)
     # What depends on the student's size is checked before any data is read or any teacher embedding computed.
@@ -206,6 +214,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         if asymmetric:
             systems["asymmetric (before)"] = evaluate(retrieval_tasks, "asymmetric_before", teacher, student)
 
+    checkpoints = out_dir / "checkpoints"
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=make_logger(cfg, out_dir),
@@ -215,12 +224,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             pl.callbacks.LearningRateMonitor("step"),
             # tqdm, not rich's bar: rich draws nothing when output goes to a file or a CI log
             pl.callbacks.TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
+            ResumeCheckpoint(checkpoints, cfg.checkpoint.every_n_steps, cfg.checkpoint.keep, record),
         ],
-        enable_checkpointing=False,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out_dir),
         deterministic=True,
     )
-    trainer.fit(module, datamodule=dm)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # raised after the step's checkpoint was saved: the run is unfinished, not failed
+        log.warning("stopped by SIGTERM at step %d; continue with resume=%s", trainer.global_step, out_dir)
+        sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
 
     systems["student"] = {r.task: r.metrics for r in evaluators[0].last}
     if asymmetric:
@@ -241,6 +255,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             extra={"summary": summary, "teacher_source": table.source if table is not None else None},
         ),
     )
+    if not cfg.checkpoint.keep_after_training:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: `model/` is its artefact
     print(results_table(systems, summary))
     print(f"\nrun directory: {out_dir}")
     return {"systems": systems, "summary": summary}
