@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
-from embedlab.cli.train_resume import config_record, find_checkpoint, run_dir
 from embedlab.cli.train_negatives import check_mining, mine_before_training
+from embedlab.cli.train_resume import config_record, find_checkpoint, run_dir
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
