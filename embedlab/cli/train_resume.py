@@ -62,7 +62,7 @@ def _load(path: Path) -> dict | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         return checkpoint[KEY]
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-        log.warning("checkpoint %s is unreadable (%s: %s)", path, type(e).__name__, str(e).splitlines()[0][:200])
+        log.warning("checkpoint %s is unreadable (%s: %s)", path, type(e).__name__, (str(e).splitlines() or [""])[0][:120])
         return None
 
 
