@@ -34,7 +34,7 @@ def overrides(tmp_path_factory, tok) -> list[str]:
         model = AutoModel.from_config(AutoConfig.for_model("bert", num_hidden_layers=2, **sizes))  # dropout 0.1
         model.save_pretrained(root / name)
         tok.save_pretrained(root / name)
-    topics = "cells proteins markets rain music code".split()
+    topics = ["cells", "proteins", "markets", "rain", "music", "code"]
     texts = root / "texts.jsonl"
     texts.write_text("".join(json.dumps({"id": f"d{i}", "text": f"{i} on {topics[i % 6]} {'and more ' * (i % 5)}"})
                              + "\n" for i in range(28)))  # fmt: skip

@@ -62,7 +62,8 @@ def _load(path: Path) -> dict | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         return checkpoint[KEY]
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-        log.warning("checkpoint %s is unreadable (%s: %s)", path, type(e).__name__, (str(e).splitlines() or [""])[0][:120])
+        first_line = (str(e).splitlines() or [""])[0][:120]
+        log.warning("checkpoint %s is unreadable (%s: %s)", path, type(e).__name__, first_line)
         return None
 
 
