@@ -160,7 +160,7 @@ def test_a_changed_config_is_refused_naming_the_keys(tmp_path) -> None:
     assert config_differences(CONFIG, CONFIG + "extra: 1\n") == ["extra: None -> 1"]
 
 
-def test_explicit_file_missing_and_finished_runs(tmp_path, caplog) -> None:
+def test_explicit_file_and_missing_checkpoints(tmp_path, caplog) -> None:
     assert find_checkpoint(False, tmp_path, CONFIG) is None
     with caplog.at_level(logging.WARNING):
         assert find_checkpoint(True, tmp_path, CONFIG) is None  # nothing yet: a fresh start, said out loud
@@ -170,9 +170,21 @@ def test_explicit_file_missing_and_finished_runs(tmp_path, caplog) -> None:
     assert find_checkpoint(str(ckpt), tmp_path, CONFIG) == ckpt
     with pytest.raises(ConfigError, match="is none of these"):
         find_checkpoint(str(tmp_path / "nope.ckpt"), tmp_path, CONFIG)
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path, caplog) -> None:
+    """A relaunched sweep with resume=true skips the jobs that finished: no data read, no file written."""
+    from hydra import compose, initialize_config_dir
+
+    from embedlab.cli.common import CONF_DIR
+    from embedlab.cli.train import run
+
     (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(ConfigError, match="finished run"):
-        find_checkpoint(True, tmp_path, CONFIG)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["resume=true", "logger=csv", "data.path=/nonexistent"])
+    with caplog.at_level(logging.WARNING):
+        assert run(cfg, tmp_path) == {}
+    assert "finished run" in caplog.text and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
 
 
 def test_run_dir_resolver(tmp_path) -> None:

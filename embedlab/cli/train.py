@@ -130,6 +130,9 @@ def heldout_cosine(student: Encoder, texts: list[str], targets: np.ndarray, batc
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     started = time.perf_counter()
     record = config_record(cfg)  # before mining rewrites cfg.data: what a resumed run must match
+    if cfg.resume and (out_dir / "manifest.json").exists():  # e.g. a relaunched sweep: its finished jobs are skipped
+        log.warning("resume: %s holds a finished run (manifest.json); nothing to do", out_dir)
+        return {}
     pl.seed_everything(cfg.seed, workers=True)
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))

@@ -5,6 +5,10 @@ resume=<run dir>       that run's checkpoints; the run directory *is* <run dir> 
                        logs and later checkpoints go on in the same place
 resume=<file.ckpt>     that checkpoint, into a new run directory (a branch of the run)
 
+With no checkpoint yet the run starts from step 0 (so a preemptible job can always pass resume=true); a finished run
+(manifest.json) is left as it is, so relaunching a sweep with the same hydra.sweep.dir and resume=true continues
+only its unfinished jobs.
+
 The newest checkpoint that loads is used; an unreadable one is renamed `<name>.corrupt` with a warning and the
 previous one is tried. A checkpoint records the run's resolved config; resuming with a different one (other than
 `resume` and `checkpoint.*`) is refused, naming the keys, since it would not continue the same run.
@@ -77,8 +81,6 @@ def find_checkpoint(resume, out_dir: Path, config: str) -> Path | None:
             tmp.unlink(missing_ok=True)
         candidates = sorted(folder.glob(PATTERN), key=step_of, reverse=True)
         if not candidates:
-            if (folder.parent / "manifest.json").exists():
-                raise ConfigError(f"resume: {folder.parent} holds a finished run (manifest.json); nothing to resume")
             log.warning("resume: no checkpoint in %s; training from step 0", folder)
             return None
     elif isinstance(resume, str) and Path(resume).is_file():
