@@ -9,6 +9,7 @@ strings: it loads with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,14 @@ PATTERN = "step_*.ckpt"  # ResumeCheckpoint's file names
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning writes the file through an fsspec transaction whose temporary file is in the system temp folder;
     when that is another file system the final move is a copy into place, which a kill can leave half done. Here
-    the temporary file is a sibling, renamed onto the target only once complete."""
+    the temporary file is a sibling, renamed onto the target only once complete and flushed to disk (so not even
+    a machine crash right after the rename can leave an empty file under the final name)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def rng_state() -> dict:
