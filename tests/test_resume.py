@@ -8,15 +8,17 @@ import random
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
-from tiny import text_examples
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from tiny import leaf_module, text_examples
 
 from embedlab.cli.train_resume import config_differences, find_checkpoint, run_dir
 from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample
 from embedlab.errors import ConfigError
-from embedlab.lit.checkpoint import KEY, AtomicCheckpointIO, rng_state, set_rng_state
+from embedlab.lit.checkpoint import KEY, AtomicCheckpointIO, ResumeCheckpoint, rng_state, set_rng_state
 from embedlab.lit.datamodule import EmbeddingDataModule, ResumableDataLoader
 from embedlab.lit.remining import RemineCallback, refresh_negatives
 
@@ -191,3 +193,36 @@ def test_run_dir_resolver(tmp_path) -> None:
     assert run_dir(str(tmp_path), "outputs/x") == str(tmp_path)  # resume=<run dir>: continue in it
     assert run_dir(True, "outputs/x") == run_dir(False, "outputs/x") == "outputs/x"
     assert run_dir(str(tmp_path / "step_5.ckpt"), "outputs/x") == "outputs/x"  # a file: a new run directory
+
+
+# ------------------------------------------------------------------------------------------------- SIGTERM in process
+class FlagSigterm(pl.Callback):
+    """Raises Lightning's SIGTERM flag during batch `at` (as its signal handler would)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.at:
+            trainer._signal_connector.received_sigterm = True
+
+
+@pytest.mark.parametrize(("at", "saved"), [(3, ["step_2.ckpt"]), (2, [])])
+def test_sigterm_saves_only_whole_optimizer_steps(at: int, saved: list[str], tok, tmp_path, caplog) -> None:
+    """With 2 batches per optimizer step, SIGTERM after batch 3 saves step 2; after batch 2 (half a step, whose
+    gradients a checkpoint cannot hold) it saves nothing and says so."""
+    module = leaf_module(tok)
+    dm = EmbeddingDataModule(text_examples(), Collator(tok, 16), batch_size=2, seed=0)
+    trainer = pl.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[FlagSigterm(at), ResumeCheckpoint(tmp_path, every_n_steps=0)],
+        plugins=[AtomicCheckpointIO()],
+    )
+    with caplog.at_level(logging.WARNING), pytest.raises(SIGTERMException):
+        trainer.fit(module, datamodule=dm)
+    assert sorted(p.name for p in tmp_path.iterdir()) == saved
+    assert ("gradient-accumulation window" in caplog.text) == (not saved)

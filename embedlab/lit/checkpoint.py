@@ -83,6 +83,7 @@ class ResumeCheckpoint(ModelCheckpoint):
         )
         self.config = config
         self._restore: dict = {}  # generator states and loader position, applied once training starts
+        self._step_before = 0  # the global step when the current batch began
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         loader = trainer.train_dataloader
@@ -103,8 +104,17 @@ class ResumeCheckpoint(ModelCheckpoint):
             set_rng_state(self._restore["rng"])
         self._restore = {}
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        self._step_before = trainer.global_step
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if trainer.received_sigterm and not self._should_skip_saving_checkpoint(trainer):
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
-            log.warning("SIGTERM: saved %s; training stops after this step", self.best_model_path)
+        if not trainer.received_sigterm or self._should_skip_saving_checkpoint(trainer):
+            return
+        if trainer.global_step == self._step_before:
+            # Inside a gradient-accumulation window: accumulated gradients are not checkpointed, so this state could
+            # not be resumed exactly; the last checkpoint remains the one to resume from.
+            log.warning("SIGTERM inside a gradient-accumulation window: no checkpoint; resume from the last one")
+            return
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        log.warning("SIGTERM: saved %s; training stops after this step", self.best_model_path)
