@@ -63,10 +63,11 @@ def set_rng_state(state: dict) -> None:
 
 
 class ResumeCheckpoint(ModelCheckpoint):
-    """Keeps the last `keep` checkpoints, `<dirpath>/step_<global step>.ckpt`, saved every `every_n_steps` optimizer
-    steps (0: never on a schedule) and when the process receives SIGTERM: Lightning only sets a flag on SIGTERM and
-    stops after the batch; this saves that batch's state first, the same way as a scheduled save. Lightning runs
-    checkpoint callbacks after all others, so the saved state includes what other callbacks did at that step."""
+    """Keeps the last `keep` checkpoints, `<dirpath>/step_<global step>.ckpt` (and the one a run resumed from, which
+    Lightning never deletes), saved every `every_n_steps` optimizer steps (0: never on a schedule) and when the
+    process receives SIGTERM: Lightning only sets a flag on SIGTERM and stops after the batch; this saves that
+    batch's state first, the same way as a scheduled save. Lightning runs checkpoint callbacks after all others, so
+    the saved state includes what other callbacks did at that step."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int, keep: int = 2, config: str = "") -> None:
         super().__init__(
@@ -79,7 +80,7 @@ class ResumeCheckpoint(ModelCheckpoint):
             every_n_train_steps=every_n_steps,
             every_n_epochs=0,
             save_on_train_epoch_end=False,
-            enable_version_counter=False,  # a step saved again (after a fallback) replaces its unreadable file
+            enable_version_counter=False,  # a step saved again after a resume replaces its file, no `-v1` copies
         )
         self.config = config
         self._restore: dict = {}  # generator states and loader position, applied once training starts
