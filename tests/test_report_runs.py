@@ -35,7 +35,8 @@ def test_groups_by_varied_overrides_over_seeds(tmp_path: Path) -> None:
 def test_configuration_names_drop_shared_overrides(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", ["x=1", "y=2", "seed=0"], 0, 0.1)
     b = make_run(tmp_path, "b", ["x=1", "y=3", "+seed=1"], 1, 0.2)
-    assert configuration_names(find_runs([a, b])) == ["y=2", "y=3"]
+    c = make_run(tmp_path, "c", ["x=1", "y=3", "seed=2", "resume=true", "checkpoint.every_n_steps=5"], 2, 0.2)
+    assert configuration_names(find_runs([a, b, c])) == ["y=2", "y=3", "y=3"]  # a resumed run is no new config
 
 
 def test_a_default_group_option_is_named_when_others_override_it(tmp_path: Path) -> None:

@@ -3,11 +3,13 @@
 embedlab-train                                         # MiniLM + InfoNCE on SciFact train, eval on SciFact test
 embedlab-train loss=focal_infonce loss.focal_infonce.gamma=2
 embedlab-train experiment=leaf_demo                    # LEAF: mpnet teacher -> MiniLM + projection 384->768
+embedlab-train ... resume=outputs/train/<run>          # continue a killed run from its last checkpoint
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,11 +18,13 @@ import hydra
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
 from embedlab.cli.eval import _as_list
 from embedlab.cli.sweep_labels import SweepLabels, current_labels
 from embedlab.cli.train_negatives import check_mining, mine_before_training
+from embedlab.cli.train_resume import config_record, find_checkpoint, run_dir
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
@@ -29,6 +33,7 @@ from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
+from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.distributed import build_strategy
 from embedlab.lit.module import EmbeddingModule
@@ -41,6 +46,7 @@ from embedlab.models.projection import fit_ridge, set_linear
 from embedlab.report.table import format_table
 
 log = logging.getLogger("embedlab.train")
+OmegaConf.register_new_resolver("embedlab_run_dir", run_dir, replace=True)  # conf/train.yaml: hydra.run.dir
 
 
 def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
@@ -127,6 +133,10 @@ def heldout_cosines(student: Encoder, texts: list[str], targets: np.ndarray, bat
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     started = time.perf_counter()
+    record = config_record(cfg)  # before mining rewrites cfg.data: what a resumed run must match
+    if cfg.resume and (out_dir / "manifest.json").exists():  # e.g. a relaunched sweep: its finished jobs are skipped
+        log.warning("resume: %s holds a finished run (manifest.json); nothing to do", out_dir)
+        return {}
     pl.seed_everything(cfg.seed, workers=True)
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
@@ -147,6 +157,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
     mining = check_mining(cfg)
     cache = EmbeddingCache() if cfg.eval.cache else None
+    ckpt_path = find_checkpoint(cfg.resume, out_dir, record)
 
     student = build_encoder(cfg.model)
     # What depends on the student's size is checked before any data is read or any teacher embedding computed.
@@ -234,6 +245,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         student,
         grad_cache=bool(cfg.step.chunk_size),
     )
+    checkpoints = out_dir / "checkpoints"
     trainer = pl.Trainer(
         **trainer_settings,
         strategy=strategy,
@@ -245,12 +257,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             pl.callbacks.LearningRateMonitor("step"),
             # tqdm, not rich's bar: rich draws nothing when output goes to a file or a CI log
             pl.callbacks.TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
+            ResumeCheckpoint(checkpoints, cfg.checkpoint.every_n_steps, cfg.checkpoint.keep, record),
         ],
-        enable_checkpointing=False,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out_dir),
         deterministic=True,
     )
-    trainer.fit(module, datamodule=dm)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # raised after the step's checkpoint was saved: the run is unfinished, not failed
+        log.warning("stopped by SIGTERM at step %d; continue with resume=%s", trainer.global_step, out_dir)
+        sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
     if isinstance(trainer.logger, pl.loggers.WandbLogger):
         trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
     if not trainer.is_global_zero:
@@ -281,6 +298,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             extra={"summary": summary, "teacher_source": table.source if table is not None else None},
         ),
     )
+    if not cfg.checkpoint.keep_after_training:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: `model/` is its artefact
     print(results_table(systems, summary))
     print(f"\nrun directory: {out_dir}")
     return {"systems": systems, "summary": summary}

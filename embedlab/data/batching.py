@@ -34,7 +34,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Yields lists of dataset positions; every position exactly once per epoch (minus dropped short batches).
 
     The order is a pure function of (seed, epoch): `numpy.random.default_rng([seed, epoch])`, independent streams
-    (seed 3 at epoch 1 is not seed 4 at epoch 0, as `seed + epoch` would make it).
+    (seed 3 at epoch 1 is not seed 4 at epoch 0, as `seed + epoch` would make it). `state_dict` says how far the
+    current pass got; after `load_state_dict` the next pass over that epoch starts where it stopped (mid-epoch
+    resume), so a resumed run sees exactly the batches an uninterrupted one would.
     """
 
     def __init__(
@@ -64,6 +66,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         # Positions of each source, in dataset order; sorted source ids make the order independent of hashing.
         self._groups = [np.flatnonzero(self.sources == s) for s in np.unique(self.sources)]
         self.sampler = _EpochHook(self)
+        self._yielded = 0  # batches of the current pass handed out, skipped ones included
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip on the next pass
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -87,7 +91,22 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()
+        # A generator: the epoch is read at the first batch, after Lightning's `set_epoch`, not when iter() is called.
+        start = 0
+        if self._resume is not None:
+            (epoch, done), self._resume = self._resume, None
+            start = done if epoch == self.epoch else 0  # a checkpoint at an epoch's end resumes at the next one
+        self._yielded = start
+        for batch in self.batches()[start:]:
+            self._yielded += 1  # counted when handed out: with a single-process loader, that is when it is trained on
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(state["epoch"])
+        self._resume = (int(state["epoch"]), int(state["batches"]))
 
     def __len__(self) -> int:
         sizes = [len(g) for g in self._groups]
@@ -117,6 +136,12 @@ class ShardedBatchSampler(Sampler[list[int]]):
         size = self.global_sampler.batch_size // self.world_size
         for batch in self.global_sampler:
             yield batch[self.rank * size : (self.rank + 1) * size]
+
+    def state_dict(self) -> dict[str, int]:
+        return self.global_sampler.state_dict()  # global batches yielded: the same on every device
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_sampler.load_state_dict(state)
 
     def __len__(self) -> int:
         return len(self.global_sampler)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from embedlab.data.batching import LengthGroupedBatchSampler, ShardedBatchSampler
@@ -33,6 +34,21 @@ class IndexedDataset(Dataset):
     def __getitem__(self, k: int) -> tuple[int, Example]:
         row = self.rows[k]
         return row, self.examples[row]
+
+
+class ResumableDataLoader(DataLoader):
+    """Lightning resumes a run mid-epoch only if the train loader has `state_dict`/`load_state_dict`; without them
+    it replays the interrupted epoch from its first batch. The state is the batch sampler's position in its epoch.
+    A worker process would fetch batches ahead of training (and before Lightning sets the epoch), so the position
+    is exact only with `num_workers=0`; resuming with workers is refused rather than silently off."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.num_workers:
+            raise ConfigError(f"resuming mid-epoch needs num_workers=0 (the loader has {self.num_workers})")
+        self.batch_sampler.load_state_dict(state)
 
 
 def example_length(example: Example) -> int:
@@ -105,10 +121,13 @@ class EmbeddingDataModule(pl.LightningDataModule):
         trainer = self.trainer  # None outside a Trainer
         world_size = trainer.world_size if trainer is not None else 1
         sampler = self.batch_sampler if world_size == 1 else self.sharded_sampler(trainer.global_rank, world_size)
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Its own generator: a loader draws a base seed at every iter(); from the global generator, that draw
+            # would shift dropout by one whenever Lightning re-creates the iterator, which differs on resume.
+            generator=torch.Generator().manual_seed(self.seed),
         )

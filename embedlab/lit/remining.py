@@ -25,12 +25,19 @@ def refresh_negatives(
     reads examples by row, so the next batches see them). A query mined short keeps its old negatives, so batches
     stay rectangular. Returns how many pairs changed."""
     mined = {r["query_id"]: r["negative_ids"] for r in records}
+    wanted = []
+    for ex in examples:
+        ids = tuple(mined.get(ex.query_id, ())[:num_negatives]) if isinstance(ex, PairExample) else ()
+        wanted.append(ids if len(ids) == num_negatives else None)
+    return set_negatives(examples, wanted, corpus)
+
+
+def set_negatives(examples: MutableSequence, negative_ids: list, corpus: dict[str, str]) -> int:
+    """Set each pair's negatives to the ids given for its row (None: leave it), in place; returns how many changed."""
     changed = 0
-    for row, ex in enumerate(examples):
-        if not isinstance(ex, PairExample):
-            continue
-        ids = tuple(mined.get(ex.query_id, ())[:num_negatives])
-        if len(ids) == num_negatives and ids != ex.negative_ids:
+    for row, (ex, ids) in enumerate(zip(examples, negative_ids, strict=True)):
+        if ids is not None and isinstance(ex, PairExample) and tuple(ids) != ex.negative_ids:
+            ids = tuple(ids)
             examples[row] = dataclasses.replace(ex, negative_ids=ids, negatives=tuple(corpus[d] for d in ids))
             changed += 1
     return changed
@@ -51,6 +58,24 @@ class RemineCallback(pl.Callback):
         self.data, self.selection, self.top_k, self.every_n_steps = data, selection, top_k, every_n_steps
         self.num_negatives, self.out_dir, self.batch_size = num_negatives, Path(out_dir), batch_size
         self._last_step = 0
+        self._examples: MutableSequence = []  # the data module's examples, bound when training starts
+        self._restored: list | None = None  # negatives per row from a checkpoint, applied when training starts
+
+    def state_dict(self) -> dict:
+        """The negatives every pair holds now: re-mining changes them in place, so a resumed run must start from
+        them, not from those mined before training (replaying only the last re-mining would differ for queries it
+        mined short, which keep older negatives)."""
+        negatives = [list(getattr(e, "negative_ids", ())) for e in self._examples]
+        return {"last_step": self._last_step, "negatives": negatives}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._last_step, self._restored = int(state["last_step"]), state["negatives"]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._examples = trainer.datamodule.all_examples
+        if self._restored is not None:
+            set_negatives(self._examples, self._restored, self.data.corpus)
+            self._restored = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -62,9 +87,7 @@ class RemineCallback(pl.Callback):
         result = mine(self.data, student, student, self.selection, top_k=self.top_k, batch_size=self.batch_size)
         folder = self.out_dir / f"step_{step}"
         write_mining_outputs(result, folder / "negatives.jsonl", folder, self.selection, f"step {step}")
-        changed = refresh_negatives(
-            trainer.datamodule.all_examples, result.records, self.data.corpus, self.num_negatives
-        )
+        changed = refresh_negatives(self._examples, result.records, self.data.corpus, self.num_negatives)
         metrics = {"mining/pairs_changed": float(changed), "mining/eligible": float(result.counts["eligible"])}
         if result.diagnostics.get("queries"):
             metrics["mining/false_negative_rate"] = float(result.diagnostics["false_negative_rate"])

@@ -19,6 +19,7 @@ import yaml
 from embedlab.errors import DataFormatError, EmbedlabError
 
 SEED_KEYS = ("seed",)  # overrides that repeat a configuration rather than change it
+RUN_KEYS = ("resume", "checkpoint")  # how a run was carried out (resumed, checkpointed), not what it computed
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,17 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+def _repeats(override: str) -> bool:
+    """A seed, resume or checkpoint override: the same configuration run again or carried out differently."""
+    return _key(override) in SEED_KEYS or _key(override).split(".")[0] in RUN_KEYS
+
+
 def configuration_names(runs: Sequence[Run]) -> list[str]:
-    """Per run: its overrides that are not shared by every run, seed excluded ("(default)" when none). A config
-    group that some runs override is named in the others too, by the option they used (e.g. `loss=infonce`)."""
+    """Per run: its overrides that are not shared by every run, seed, resume and checkpoint excluded ("(default)"
+    when none). A config group that some runs override is named in the others too, by the option they used (e.g.
+    `loss=infonce`)."""
     shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
-    varied = [[o for o in r.overrides if o not in shared and _key(o) not in SEED_KEYS] for r in runs]
+    varied = [[o for o in r.overrides if o not in shared and not _repeats(o)] for r in runs]
     groups = list(dict.fromkeys(_key(o) for v in varied for o in v))
     names = []
     for run, own in zip(runs, varied, strict=True):
