@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
 from embedlab.cli.train_negatives import check_mining, mine_before_training
+from embedlab.config_check import check_train_config
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
@@ -123,6 +124,7 @@ def heldout_cosine(student: Encoder, texts: list[str], targets: np.ndarray, batc
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     started = time.perf_counter()
+    check_train_config(cfg)  # names, values, sizes and secrets: before any data, model or teacher work
     pl.seed_everything(cfg.seed, workers=True)
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))

@@ -47,8 +47,9 @@ def load_sts(path: str | Path, split: str = "test", name: str | None = None, max
     splits_seen: dict[str, int] = {}
     # Decoded whole, so a bad byte is reported on its exact line; an editor's byte-order mark is dropped.
     text = decode(path, 1, path.read_bytes())
-    # newline="" hands line endings to csv, which must see quoted fields whole (quotes occur in STSb).
-    with io.StringIO(text, newline="") as f:
+    # Lines end at "\n" only (csv itself parses "\r\n" endings and quoted fields, which occur in STSb), so the
+    # reported line is the one an editor shows, not one more for each "\r" inside a quoted sentence.
+    with io.StringIO(text, newline="\n") as f:
         reader = csv.DictReader(f, delimiter="\t", strict=True)
         try:
             header = reader.fieldnames or []
