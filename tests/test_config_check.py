@@ -29,9 +29,17 @@ def teacher_npz(folder: Path, dim: int) -> Path:
     return path
 
 
-def test_the_default_and_the_leaf_demo_configs_pass() -> None:
+def test_the_default_config_passes() -> None:
     check_train_config(train_config())
     assert declared_dim(train_config().model, "model.path") == 384  # MiniLM's hidden size, read from config.json
+
+
+@pytest.mark.slow
+def test_the_leaf_demo_passes() -> None:
+    """mpnet (768) teaches MiniLM + a 768 projection; its folder is reassembled from its packages if not cached."""
+    check_train_config(train_config("experiment=leaf_demo"))
+    with pytest.raises(ConfigError, match="set model.projection_dim=768"):
+        check_train_config(train_config("experiment=leaf_demo", "model.projection_dim=null"))
 
 
 @pytest.mark.parametrize(
