@@ -38,7 +38,7 @@ def test_the_default_config_passes() -> None:
 def test_the_leaf_demo_passes() -> None:
     """mpnet (768) teaches MiniLM + a 768 projection; its folder is reassembled from its packages if not cached."""
     check_train_config(train_config("experiment=leaf_demo"))
-    with pytest.raises(ConfigError, match="set model.projection_dim=768"):
+    with pytest.raises(ConfigError, match=r"set model\.projection_dim=768"):
         check_train_config(train_config("experiment=leaf_demo", "model.projection_dim=null"))
 
 
@@ -53,7 +53,7 @@ def test_the_leaf_demo_passes() -> None:
         (["data.kind=triples"], "data.kind='triples' is not one of text, pairs, scored"),
         (["logger.kind=tensorboard"], "logger.kind='tensorboard' is not one of wandb, csv"),
         (["trainer.precision=fp8"], "trainer.precision='fp8' is not one of 32-true"),
-        (["+nonfinite=ignore"], "nonfinite='ignore' is not one of stop, skip"),
+        (["nonfinite=ignore"], "nonfinite='ignore' is not one of stop, skip"),
         (["loss=leaf", "data=leaf_texts"], r"loss.leaf needs \['teacher'\], .*configure teacher="),
         (["loss=kl_distill"], r"loss.kl_distill needs \['candidates', 'teacher_scores'\], which data.kind=pairs"),
         (["teacher=file"], r"teacher.file has no value \('\?\?\?'\)"),
@@ -83,8 +83,8 @@ def test_teacher_size_read_from_a_model_folder_without_loading_it(tmp_path: Path
     folder = tmp_path / "teacher"  # a sentence-transformers folder with a Dense 32 → 24, and no weights at all
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
-    write_layout(folder, hidden_size=32, pooling="mean", normalize=True, max_length=64, dense=nn.Linear(32, 24),
-                 prompts={})  # fmt: skip
+    settings = {"pooling": "mean", "normalize": True, "max_length": 64, "prompts": {}}
+    write_layout(folder, hidden_size=32, dense=nn.Linear(32, 24), **settings)
     assert declared_dim(str(folder), "teacher.path") == 24
     with pytest.raises(ConfigError, match=r"teacher embeds in 24 dims.*projection_dim=24"):
         check_train_config(train_config("loss=leaf", "data=leaf_texts", f"teacher.path={folder}"))

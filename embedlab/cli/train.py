@@ -161,7 +161,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in dm.all_examples]
     teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
-    module = EmbeddingModule(student, loss, optim, teacher=teacher if table is None else None, teacher_table=table)
+    module = EmbeddingModule(
+        student, loss, optim, teacher=teacher if table is None else None, teacher_table=table, nonfinite=cfg.nonfinite
+    )
     if cfg.projection.init == "ridge":
         assert table is not None  # checked above, before any work
         init_projection(student, texts, dm.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
@@ -231,6 +233,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     summary.update(
         heldout_cosine=agreement(), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
     )
+    summary["nonfinite_skipped"] = module.nonfinite.skipped  # steps dropped under nonfinite=skip
     if cfg.export:
         student.save(out_dir / "model")
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

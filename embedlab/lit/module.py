@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from embedlab.errors import ConfigError
+from embedlab.lit.numerics import NonFiniteGuard
 from embedlab.lit.optim import OptimConfig, configure_adamw
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import Embeddings, Loss
@@ -25,9 +26,11 @@ class EmbeddingModule(pl.LightningModule):
         *,
         teacher: Encoder | None = None,
         teacher_table: TeacherTable | None = None,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.student, self.loss = student, loss
+        self.nonfinite = NonFiniteGuard(nonfinite)
         self.optim = optim or OptimConfig()
         self.optim.check()
         loss.check_dim(student.dim)
@@ -80,11 +83,13 @@ class EmbeddingModule(pl.LightningModule):
         assert self.teacher is not None
         return self.teacher.encode(batch["texts"], batch_size=len(batch["texts"]), convert_to="torch")
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         emb = self.embed(batch)
         # Losses run in float32 outside autocast: bf16 similarities at temperature 0.05 would be off by ~0.1 logit.
         with torch.autocast(self.device.type, enabled=False):
             out = self.loss(emb.float32())
+        if not self.nonfinite.check(out, emb, step=self.global_step, batch=batch_idx):
+            return None  # Lightning then skips this batch's backward pass and optimizer step
         size = batch["query"]["input_ids"].shape[0]
         self.log("train/loss", out.value, prog_bar=True, batch_size=size)
         for key, value in out.logs.items():
