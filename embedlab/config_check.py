@@ -59,7 +59,7 @@ def check_train_config(cfg: DictConfig) -> None:
     """Every check that needs no data and no weights, for `embedlab-train`'s resolved configuration."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(f"{missing[0]} has no value ('???'): set it, e.g. {missing[0]}=...")
+        raise ConfigError(f"{missing[0]} is required (it has no value, '???'): set {missing[0]}=...")
     check_no_secrets(OmegaConf.to_container(cfg, resolve=True))
     for key, valid in CHOICES.items():
         value = OmegaConf.select(cfg, key, default=None)
