@@ -3,7 +3,7 @@
 Each problem is one `ConfigError` naming the configuration key and, where there is a choice, the valid values.
 Embedding sizes are read from the model folders (projection, Dense layer or `hidden_size`) without loading any
 weights, so Matryoshka dims and a teacher/student size mismatch are caught at once. What only a built model can
-tell (LoRA target modules) is checked by `check_lora_targets` right after the model is built.
+tell (LoRA target modules) is `check_lora_targets`, for the training CLI to call right after building the student.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Non-finite losses: stop the run with the step and the loss component at fault, or skip the step, by config.
 
-Mixed precision needs nothing more here. Losses run in float32 outside autocast, so a bf16 or fp16 forward pass can
-only make the loss non-finite through non-finite embeddings, which this guard reports as such. Gradient overflow
+Mixed precision needs nothing more here. Losses run in float32 outside autocast, so what a bf16 or fp16 forward pass
+adds is non-finite embeddings (fp16 overflows above 65504), which this guard reports as the cause. Gradient overflow
 under fp16 (`16-mixed`, GPU) is Lightning's GradScaler's job: it skips the optimizer step and halves the scale.
 bf16 has float32's range and no scaler; a finite loss with an overflowing gradient is then clipped by norm
 (`trainer.gradient_clip_val`) like any other.
