@@ -24,6 +24,7 @@ from embedlab.cli.common import CONF_DIR, encoder_config
 from embedlab.data import get_task
 from embedlab.data.lines import read_jsonl
 from embedlab.errors import ConfigError, ModelNotFoundError
+from embedlab.eval.runner import EvalSettings, check_settings
 from embedlab.hub import resolve_model
 from embedlab.losses import build_loss
 from embedlab.models import st_format
@@ -68,6 +69,7 @@ def check_train_config(cfg: DictConfig) -> None:
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))
     for name in cfg.eval.tasks:
         get_task(name)
+    check_settings(train_eval_settings(cfg))
     teacher = cfg.teacher
     has_teacher = bool(teacher.get("path") or teacher.get("file"))
     kind = "scored" if cfg.get("teacher_scores") and cfg.teacher_scores.get("teachers") else cfg.data.kind
@@ -89,6 +91,11 @@ def check_train_config(cfg: DictConfig) -> None:
             f"the teacher embeds in {target} dims, the student ({cfg.model.path}) in {student}: the student needs a "
             f"projection: set model.projection_dim={target}"
         )
+
+
+def train_eval_settings(cfg: DictConfig) -> EvalSettings:
+    """The evaluation settings `embedlab-train` uses during and after training (the rest are EvalSettings' defaults)."""
+    return EvalSettings(limit=cfg.eval.limit, max_docs=cfg.eval.max_docs, batch_size=cfg.eval.batch_size)
 
 
 def check_no_secrets(values: Any, env: dict[str, str] | None = None) -> None:

@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
 from embedlab.cli.train_negatives import check_mining, mine_before_training
-from embedlab.config_check import check_train_config
+from embedlab.config_check import check_train_config, train_eval_settings
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
+from embedlab.eval.runner import check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
@@ -129,11 +129,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
     optim.check()
-    settings = EvalSettings(limit=cfg.eval.limit, max_docs=cfg.eval.max_docs, batch_size=cfg.eval.batch_size)
-    for name in cfg.eval.tasks:  # a misspelt task fails now, not after data reading and teacher work
-        get_task(name)
-    if cfg.projection.init not in ("random", "ridge"):
-        raise ConfigError(f"projection.init must be random or ridge, got {cfg.projection.init!r}")
+    settings = train_eval_settings(cfg)
     teacher_table_configured = cfg.teacher.get("file") or (cfg.teacher.get("path") and cfg.teacher.get("cache", True))
     if cfg.projection.init == "ridge" and not teacher_table_configured:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
