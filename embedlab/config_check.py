@@ -26,26 +26,16 @@ from embedlab.data.lines import read_jsonl
 from embedlab.errors import ConfigError, ModelNotFoundError
 from embedlab.eval.runner import EvalSettings, check_settings
 from embedlab.hub import resolve_model
-from embedlab.losses import build_loss
+from embedlab.losses import WeightedSum, build_loss
 from embedlab.models import st_format
 
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 CHOICES = {
     "data.kind": ("text", "pairs", "scored"),
     "logger.kind": ("wandb", "csv"),
     "projection.init": ("random", "ridge"),
     "nonfinite": ("stop", "skip"),
-    "trainer.precision": (
-        "32-true",
-        "bf16-mixed",
-        "16-mixed",
-        "bf16-true",
-        "16-true",
-        "64-true",
-        "32",
-        "16",
-        "bf16",
-        "64",
-    ),
+    "trainer.precision": PRECISIONS,  # Lightning's names (the last four are its older spellings)
 }
 # What each kind of training data puts into a batch (`Embeddings` fields); a configured teacher adds "teacher".
 PROVIDES = {
@@ -70,22 +60,31 @@ def check_train_config(cfg: DictConfig) -> None:
     for name in cfg.eval.tasks:
         get_task(name)
     check_settings(train_eval_settings(cfg))
+    check_loss_fits_data(cfg, loss)
+    for key in ("mining_model", "teacher.path"):
+        if OmegaConf.select(cfg, key, default=None):
+            model_folder(OmegaConf.select(cfg, key), key)  # an unknown model name fails here, not after mining
+    check_sizes(cfg, loss)
+
+
+def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
+    """Each loss term's inputs must be in the batches the configured data (and teacher) produce."""
     teacher = cfg.teacher
-    has_teacher = bool(teacher.get("path") or teacher.get("file"))
     kind = "scored" if cfg.get("teacher_scores") and cfg.teacher_scores.get("teachers") else cfg.data.kind
-    provided = PROVIDES[kind] | ({"teacher"} if has_teacher else set())
+    provided = PROVIDES[kind] | ({"teacher"} if teacher.get("path") or teacher.get("file") else set())
     for name, term in loss.terms.items():
         lacking = sorted(term.requires - provided)
         if lacking:
             fix = "configure teacher=... (or teacher.file=...)" if lacking == ["teacher"] else "change data or loss"
             raise ConfigError(f"loss.{name} needs {lacking}, which data.kind={kind} does not provide: {fix}")
-    for key in ("mining_model", "teacher.path"):
-        if OmegaConf.select(cfg, key, default=None):
-            model_folder(OmegaConf.select(cfg, key), key)  # an unknown model name fails here, not after mining
+
+
+def check_sizes(cfg: DictConfig, loss: WeightedSum) -> None:
+    """Matryoshka dims within the student's size, and the teacher's size equal to it, from the files alone."""
     student = declared_dim(cfg.model, "model.path")
     if student is not None:
         loss.check_dim(student)
-    target = teacher_dim(teacher)
+    target = teacher_dim(cfg.teacher)
     if student is not None and target is not None and student != target:
         raise ConfigError(
             f"the teacher embeds in {target} dims, the student ({cfg.model.path}) in {student}: the student needs a "
