@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from embedlab.cli.common import CONF_DIR, encoder_config
@@ -48,10 +49,14 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 def check_train_config(cfg: DictConfig) -> None:
     """Every check that needs no data and no weights, for `embedlab-train`'s resolved configuration."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # e.g. ${oc.env:VAR} with VAR unset
+        raise ConfigError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
     if missing:
         raise ConfigError(f"{missing[0]} is required (it has no value, '???'): set {missing[0]}=...")
-    check_no_secrets(OmegaConf.to_container(cfg, resolve=True))
+    check_no_secrets(resolved)
     for key, valid in CHOICES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and str(value) not in valid:

@@ -59,6 +59,7 @@ def test_the_leaf_demo_passes() -> None:
         (["teacher=file"], r"teacher.file is required \(it has no value, '\?\?\?'\): set teacher.file=..."),
         (["teacher.path=no-such-model"], "teacher.path: model 'no-such-model' is neither.*preset: minilm, mpnet"),
         (["mining_model=/no/such/folder"], "mining_model: model folder '/no/such/folder' does not exist"),
+        (["seed=${oc.env:EMBEDLAB_UNSET_VARIABLE}"], "seed: .*Environment variable .EMBEDLAB_UNSET_VARIABLE."),
     ],
 )
 def test_each_bad_value_is_one_error_naming_its_key(overrides: list[str], message: str) -> None:
