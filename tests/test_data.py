@@ -22,6 +22,7 @@ from embedlab.data import (
     load_sts,
     load_task,
 )
+from embedlab.data.beir import read_beir_jsonl
 from embedlab.errors import ConfigError, DataFormatError, EmbedlabError
 
 REAL = Path(os.environ.get("EMBEDLAB_DATA") or Path(__file__).parents[1].parent / "shared" / "data")
@@ -301,3 +302,23 @@ def test_registry_errors(tmp_path: Path) -> None:
         load_task("stsb", root=tmp_path)
     assert {t.main_metric for t in TASKS.values()} == {"ndcg_at_10", "cosine_spearman"}
     assert TASKS["sick"].split == "all"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "line", "problem"),
+    [
+        ("utf-16", 1, "not UTF-8 but UTF-16 text; convert it (iconv -f UTF-16 -t UTF-8)"),
+        ("utf-32", 1, "not UTF-8 but UTF-32 text"),
+        ("utf-16-le", 1, "NUL bytes (UTF-16 text?"),  # no byte-order mark: valid UTF-8, but full of NULs
+        ("latin-1", 2, "not valid UTF-8 (invalid continuation byte; a latin-1 or cp1252 file?"),
+    ],
+)
+def test_other_encodings_are_named(tmp_path: Path, encoding: str, line: int, problem: str) -> None:
+    body = '{"_id": "q1", "text": "plain"}\n{"_id": "q2", "text": "café au lait"}\n'
+    path = tmp_path / "queries.jsonl"
+    path.write_bytes(body.encode(encoding))
+    with pytest.raises(DataFormatError) as err:
+        list(read_beir_jsonl(path, optional_title=False))
+    assert (err.value.line, err.value.field) == (line, None) and err.value.problem.startswith(problem)
+    path.write_bytes(body.encode("utf-8-sig"))  # an editor's byte-order mark is fine
+    assert [i for _, i, _ in read_beir_jsonl(path, optional_title=False)] == ["q1", "q2"]

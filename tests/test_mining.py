@@ -285,7 +285,7 @@ def test_train_mining_needs_negatives_before_work(small_scifact: Path, tmp_path:
     assert not (out / "mining").exists()
     for overrides, message in [
         (["teacher_scores=mpnet"], "choose a mining preset"),
-        (["mining=relative", "data.num_negatives=1", "teacher_scores=reranker"], "teachers.0.model is required"),
+        (["mining=relative", "data.num_negatives=1", "teacher_scores=reranker"], "teachers[0].model is required"),
     ]:
         proc = train_cli(tmp_path / "bad2", small_scifact, *overrides, env=env)
         output = proc.stdout + proc.stderr

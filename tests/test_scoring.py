@@ -90,7 +90,7 @@ def test_mined_lists_are_rectangular_and_errors_are_located(tmp_path: Path):
     combined, raw = score_lists(lists, corpus, [(BiEncoderScorer(FakeEncoder()), 1.0)], "none")
     rec = scored_records(lists, corpus, combined, raw)[0]
     assert rec["candidates"] == ["P", "A", "B"] and list(rec["teacher_scores"]) == ["bi-encoder fake"]
-    bad = write_mined(tmp_path / "bad.jsonl", [ok, {**ok, "negative_ids": ["zz"]}])
+    bad = write_mined(tmp_path / "bad.jsonl", [ok, {**ok, "query_id": "q3", "negative_ids": ["zz"]}])
     with pytest.raises(DataFormatError, match=r"bad.jsonl, line 2: field 'negative_ids'.*zz"):
         read_mined_lists(bad, corpus, 1)
     with pytest.raises(DataFormatError, match="line 1: field 'positive_ids'"):

@@ -155,7 +155,7 @@ def test_bad_loss_settings_fail_in_one_line_before_any_work(bad_runs, name: str)
     ("overrides", "message"),
     [
         (["eval.tasks=[scifcat]", "eval.before_training=false"], "unknown task 'scifcat'"),
-        (["projection.init=rigde"], "projection.init must be random or ridge"),
+        (["projection.init=rigde"], "projection.init='rigde' is not one of random, ridge"),
         (["projection.init=ridge"], "needs a projection: set model.projection_dim"),
         (["eval.limit=0"], "eval limit must be a positive integer"),
     ],

@@ -40,11 +40,12 @@ def test_read_texts_real_sources(real_data) -> None:
     assert len(sts) > 5749 and len({s.text for s in sts}) == len(sts)  # unique sentences of 5,749 pairs
 
 
-def test_read_texts_jsonl(tmp_path) -> None:
+def test_read_texts_jsonl(tmp_path, caplog) -> None:
     path = tmp_path / "t.jsonl"
     _write_jsonl(path, [{"id": "a", "body": "first"}, {"body": "second"}, {"id": "c", "body": "   "}])
     texts = read_texts({"name": "j", "type": "jsonl", "path": str(path), "text_field": "body"})
     assert texts == [TextExample("j:a", "first"), TextExample("j:2", "second")]  # blank text dropped
+    assert "text source 'j': 1 blank texts skipped" in caplog.text  # and counted
     _write_jsonl(path, [{"id": "a", "text": "ok"}, {"id": "b", "text": 3}])
     with pytest.raises(DataFormatError) as err:
         read_texts({"name": "j", "type": "jsonl", "path": str(path)})

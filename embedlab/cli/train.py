@@ -21,16 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
-from embedlab.cli.eval import _as_list
 from embedlab.cli.sweep_labels import SweepLabels, current_labels
 from embedlab.cli.train_negatives import check_mining, mine_before_training
 from embedlab.cli.train_resume import config_record, find_checkpoint, run_dir
+from embedlab.config_check import check_train_config, train_eval_settings
 from embedlab.data import get_task
 from embedlab.data.collate import Collator
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.eval.runner import EvalSettings, check_settings, evaluate_tasks
+from embedlab.eval.runner import check_settings, evaluate_tasks
 from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
@@ -137,21 +137,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.resume and (out_dir / "manifest.json").exists():  # e.g. a relaunched sweep: its finished jobs are skipped
         log.warning("resume: %s holds a finished run (manifest.json); nothing to do", out_dir)
         return {}
+    check_train_config(cfg)  # names, values, sizes and secrets: before any data, model or teacher work
     pl.seed_everything(cfg.seed, workers=True)
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # config errors surface before any work
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
     optim.check()
-    settings = EvalSettings(
-        limit=cfg.eval.limit,
-        max_docs=cfg.eval.max_docs,
-        batch_size=cfg.eval.batch_size,
-        dims=_as_list(cfg.eval.get("dims")) or [None],
-        precisions=_as_list(cfg.eval.get("precisions")) or ["float32"],
-    )
-    for name in cfg.eval.tasks:  # a misspelt task fails now, not after data reading and teacher work
-        get_task(name)
-    if cfg.projection.init not in ("random", "ridge"):
-        raise ConfigError(f"projection.init must be random or ridge, got {cfg.projection.init!r}")
+    settings = train_eval_settings(cfg)
     teacher_table_configured = cfg.teacher.get("file") or (cfg.teacher.get("path") and cfg.teacher.get("cache", True))
     if cfg.projection.init == "ridge" and not teacher_table_configured:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
@@ -188,6 +179,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         teacher_table=table,
         chunk_size=cfg.step.chunk_size,
         gather=cfg.step.gather,
+        nonfinite=cfg.nonfinite,
     )
     if cfg.projection.init == "ridge":
         assert table is not None  # checked above, before any work
@@ -286,6 +278,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     summary.update(
         heldout_cosine=_mean(cosines), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
     )
+    summary["nonfinite_skipped"] = module.nonfinite.skipped  # steps dropped under nonfinite=skip
     if cfg.export:
         student.save(out_dir / "model")
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

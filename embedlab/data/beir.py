@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import warnings
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from embedlab.data.lines import first_seen, read_jsonl, read_lines, string
 from embedlab.errors import ConfigError, DataFormatError, EmbedlabError
 from embedlab.io import fingerprint, sha256_file
 
@@ -49,59 +46,31 @@ def _missing(path: Path, folder: Path) -> EmbedlabError:
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, decoded line); bad bytes or a truncated gzip become a located error."""
-    # Decoding line by line (not through a buffered text stream) keeps the reported line number exact.
-    lineno = 0
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataFormatError(path, lineno, None, f"not valid UTF-8 ({e.reason})") from e
-                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DataFormatError(path, lineno + 1, None, f"corrupt or truncated gzip data ({e})") from e
-
-
 def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
-    """Yield (line, _id, text) per record; for corpora, text is the title joined to the body."""
+    """Yield (line, _id, text) per record; for corpora, text is the title joined to the body.
+
+    Ids must be unique and texts (after joining) non-blank: an empty document or query is an error, not a skip,
+    since it would be encoded as nothing but special tokens (or, for a decoder, as no token at all)."""
     seen: dict[str, int] = {}
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue  # a trailing blank line is not a record
-        try:
-            rec: Any = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
-        if not isinstance(rec, dict):
-            raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(rec).__name__}")
-        doc_id = rec.get("_id")
-        if not isinstance(doc_id, str) or not doc_id:
-            raise DataFormatError(path, lineno, "_id", f"missing or not a non-empty string: {doc_id!r}")
-        if doc_id in seen:
-            first = seen[doc_id]
-            raise DataFormatError(path, lineno, "_id", f"duplicate id {doc_id!r} (first on line {first})")
-        seen[doc_id] = lineno
-        text = rec.get("text")
-        if not isinstance(text, str):
-            raise DataFormatError(path, lineno, "text", f"missing or not a string: {type(text).__name__}")
+    for lineno, rec in read_jsonl(path):
+        doc_id = string(path, lineno, "_id", rec.get("_id"))
+        first_seen(seen, path, lineno, "_id", doc_id)
+        text = string(path, lineno, "text", rec.get("text"), empty_ok=optional_title)
         if optional_title and "title" in rec:
-            title = rec["title"]
-            if not isinstance(title, str):
-                raise DataFormatError(path, lineno, "title", f"not a string: {type(title).__name__}")
+            title = string(path, lineno, "title", rec["title"], empty_ok=True)
             # Same joining rule as BEIR's and MTEB's sentence-transformers wrappers, so scores compare.
             text = (title + " " + text).strip()
         elif optional_title:
             text = text.strip()
+        if not text:
+            raise DataFormatError(path, lineno, "text", "empty document (no title and no text)")
         yield lineno, doc_id, text
 
 
 def _read_qrels(path: Path) -> Iterator[tuple[int, str, str, int]]:
     """Yield (line, query id, doc id, score); the BEIR header line is required."""
     lineno = 0
-    for lineno, line in _lines(path):
+    for lineno, line in read_lines(path):
         # Qrels ids are bare tokens (BEIR writes them unquoted), so a tab split is exact here, unlike
         # the quoted STS files; stripping "\r" accepts the CRLF copies found upstream.
         row = line.rstrip("\r\n").split("\t")

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedlab.data.lines import decode
 from embedlab.errors import ConfigError, DataFormatError, EmbedlabError
 from embedlab.io import fingerprint, sha256_file
 
@@ -44,14 +45,11 @@ def load_sts(path: str | Path, split: str = "test", name: str | None = None, max
     s2: list[str] = []
     scores: list[float] = []
     splits_seen: dict[str, int] = {}
-    data = path.read_bytes()
-    try:  # decoded whole so a bad byte is reported on its exact line; utf-8-sig drops an editor's BOM
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataFormatError(path, line, None, f"not valid UTF-8 ({e.reason})") from e
-    # newline="" hands line endings to csv, which must see quoted fields whole (quotes occur in STSb).
-    with io.StringIO(text, newline="") as f:
+    # Decoded whole, so a bad byte is reported on its exact line; an editor's byte-order mark is dropped.
+    text = decode(path, 1, path.read_bytes())
+    # Lines end at "\n" only (csv itself parses "\r\n" endings and quoted fields, which occur in STSb), so the
+    # reported line is the one an editor shows, not one more for each "\r" inside a quoted sentence.
+    with io.StringIO(text, newline="\n") as f:
         reader = csv.DictReader(f, delimiter="\t", strict=True)
         try:
             header = reader.fieldnames or []

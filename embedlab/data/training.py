@@ -6,7 +6,7 @@ Sources are named in config; a text's id is `<source>:<id in the source>` so ids
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.data.beir import find_data_file, load_beir, read_beir_jsonl
+from embedlab.data.lines import first_seen, identifier, numbers, read_jsonl, string, strings
 from embedlab.data.sts import load_sts
 from embedlab.data.tasks import resolve_data_path
 from embedlab.errors import ConfigError, DataFormatError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,32 +88,20 @@ def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> lis
     else:
         items = list(_jsonl_texts(path, source.get("id_field", "id"), source.get("text_field", "text")))
     items = items[:limit] if limit else items
-    return [TextExample(f"{name}:{i}", t) for i, t in items if t.strip()]
+    kept = [TextExample(f"{name}:{i}", t) for i, t in items if t.strip()]
+    if len(kept) < len(items):  # only JSONL sources may hold blank texts: skipped, and said so
+        log.warning("text source '%s': %d blank texts skipped", name, len(items) - len(kept))
+    return kept
 
 
 def _jsonl_texts(path: Path, id_field: str, text_field: str) -> Iterator[tuple[str, str]]:
+    """(id, text) per line; the id defaults to the line number and must be unique (it keys teacher vectors); blank
+    texts are passed on, for `read_texts` to skip and count."""
+    seen: dict[str, int] = {}
     for lineno, rec in read_jsonl(path):
-        text = rec.get(text_field)
-        if not isinstance(text, str):
-            raise DataFormatError(path, lineno, text_field, "missing or not a string")
-        yield str(rec.get(id_field, lineno)), text
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) per non-blank line; a malformed line is one DataFormatError naming file and line."""
-    if not path.is_file():
-        raise ConfigError(f"{path} not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataFormatError(path, lineno, None, "expected a JSON object")
-            yield lineno, rec
+        text_id = identifier(path, lineno, id_field, rec.get(id_field, lineno))
+        first_seen(seen, path, lineno, id_field, text_id)
+        yield text_id, string(path, lineno, text_field, rec.get(text_field), empty_ok=True)
 
 
 def read_pairs(
@@ -126,14 +117,15 @@ def read_pairs(
     negatives: dict[str, list[str]] = {}
     if negatives_file is not None and num_negatives > 0:
         path = Path(negatives_file)
+        seen: dict[str, int] = {}
         for lineno, rec in read_jsonl(path):
-            ids = rec.get("negative_ids")
-            if not isinstance(rec.get("query_id"), str) or not isinstance(ids, list):
-                raise DataFormatError(path, lineno, "query_id/negative_ids", "need a string and a list")
+            qid = identifier(path, lineno, "query_id", rec.get("query_id"))
+            first_seen(seen, path, lineno, "query_id", qid)
+            ids = strings(path, lineno, "negative_ids", rec.get("negative_ids"))
             unknown = [d for d in ids if d not in data.corpus]
             if unknown:
                 raise DataFormatError(path, lineno, "negative_ids", f"unknown document ids {unknown[:3]}")
-            negatives[rec["query_id"]] = ids
+            negatives[qid] = ids
     examples = []
     for qid, docs in data.qrels.items():
         negs = tuple(negatives.get(qid, [])[:num_negatives])
@@ -157,24 +149,17 @@ def read_scored(path: str | Path, num_candidates: int | None = None) -> list[Sco
     path = Path(path)
     out = []
     for lineno, rec in read_jsonl(path):
-        for key in ("query_id", "query", "candidate_ids", "candidates", "scores"):
-            if key not in rec:
-                raise DataFormatError(path, lineno, key, "missing")
-        n = len(rec["candidates"])
-        if not (len(rec["candidate_ids"]) == n == len(rec["scores"])) or n < 2:
+        qid = identifier(path, lineno, "query_id", rec.get("query_id"))
+        query = string(path, lineno, "query", rec.get("query"))
+        ids = strings(path, lineno, "candidate_ids", rec.get("candidate_ids"), min_len=2)
+        texts = strings(path, lineno, "candidates", rec.get("candidates"), min_len=2)
+        scores = numbers(path, lineno, "scores", rec.get("scores"))
+        if not len(ids) == len(texts) == len(scores):
             raise DataFormatError(
-                path, lineno, "scores", "candidate_ids, candidates and scores need one entry each, at least 2"
+                path, lineno, "scores", f"{len(ids)} candidate_ids, {len(texts)} candidates, {len(scores)} scores"
             )
-        k = min(n, num_candidates or n)
-        out.append(
-            ScoredExample(
-                str(rec["query_id"]),
-                rec["query"],
-                tuple(rec["candidate_ids"][:k]),
-                tuple(rec["candidates"][:k]),
-                tuple(float(s) for s in rec["scores"][:k]),
-            )
-        )
+        k = min(len(ids), num_candidates or len(ids))
+        out.append(ScoredExample(qid, query, tuple(ids[:k]), tuple(texts[:k]), tuple(scores[:k])))
     if num_candidates is not None:
         out = [e for e in out if len(e.candidates) == num_candidates]
     if not out:

@@ -14,6 +14,7 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
+from embedlab.lit.numerics import NonFiniteGuard
 from embedlab.lit.optim import OptimConfig, configure_adamw
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import Embeddings, Loss
@@ -31,11 +32,13 @@ class EmbeddingModule(pl.LightningModule):
         teacher_table: TeacherTable | None = None,
         chunk_size: int | None = None,
         gather: bool = True,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.student, self.loss = student, loss
         self.grad_cache = GradCache(chunk_size) if chunk_size else None
         self.gather = gather
+        self.nonfinite = NonFiniteGuard(nonfinite)
         self.optim = optim or OptimConfig()
         self.optim.check()
         loss.check_dim(student.dim)
@@ -96,7 +99,7 @@ class EmbeddingModule(pl.LightningModule):
         assert self.teacher is not None
         return self.teacher.encode(batch["texts"], batch_size=len(batch["texts"]), convert_to="torch")
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         emb = self.embed(batch)
         devices = world()[1] if self.gather else 1
         if devices > 1:
@@ -104,6 +107,8 @@ class EmbeddingModule(pl.LightningModule):
         # Losses run in float32 outside autocast: bf16 similarities at temperature 0.05 would be off by ~0.1 logit.
         with torch.autocast(self.device.type, enabled=False):
             out = self.loss(emb.float32())
+        if not self.nonfinite.check(out, emb, step=self.global_step, batch=batch_idx):
+            return None  # Lightning then skips this batch's backward pass and optimizer step
         size = batch["query"]["input_ids"].shape[0]
         self.log("train/loss", out.value, prog_bar=True, batch_size=size)
         for key, value in out.logs.items():

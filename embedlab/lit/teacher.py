@@ -8,13 +8,14 @@ A black-box teacher (e.g. an embedding API) is a file of vectors keyed by text i
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from embedlab.data.training import read_jsonl
+from embedlab.data.lines import first_seen, identifier, numbers, read_jsonl
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 
@@ -48,24 +49,51 @@ class TeacherTable:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"teacher embeddings file {path} not found")
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                if "ids" not in f or "embeddings" not in f:
-                    raise DataFormatError(path, None, "ids/embeddings", "an .npz teacher file needs both arrays")
-                table = dict(zip((str(i) for i in f["ids"]), f["embeddings"], strict=True))
-        else:
-            table = {}
-            for lineno, rec in read_jsonl(path):
-                try:
-                    table[str(rec["id"])] = np.asarray(rec["embedding"], dtype=np.float32)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise DataFormatError(path, lineno, "id/embedding", f"unreadable record ({e})") from None
+        table = _read_npz(path) if path.suffix == ".npz" else _read_jsonl_vectors(path)
         missing = [i for i in ids if i not in table]
         if missing:
             raise ConfigError(
                 f"{path}: no teacher embedding for {len(missing)} of {len(ids)} training texts, e.g. {missing[:3]}"
             )
         matrix = np.stack([table[i] for i in ids]).astype(np.float32)
-        if not np.isfinite(matrix).all():
-            raise ConfigError(f"{path}: teacher embeddings contain NaN or inf")
+        bad = ~np.isfinite(matrix).all(1)  # only the rows used matter
+        if bad.any():
+            example = ids[int(bad.argmax())]
+            raise DataFormatError(path, None, "embeddings", f"NaN or inf in {int(bad.sum())} vectors, e.g. {example!r}")
         return cls(matrix, f"file {path}")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """id -> vector from arrays `ids` [N] and `embeddings` [N, D] (numbers only: pickled objects are refused)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in ("ids", "embeddings") if name in f}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataFormatError(path, None, None, f"not a readable .npz of plain arrays ({e})") from None
+    if len(arrays) < 2:
+        raise DataFormatError(path, None, "ids/embeddings", "an .npz teacher file needs both arrays")
+    ids, emb = arrays["ids"], arrays["embeddings"]
+    if ids.ndim != 1 or emb.ndim != 2 or len(ids) != len(emb) or not emb.shape[1]:
+        raise DataFormatError(path, None, "embeddings", f"need ids [N], embeddings [N, D]: {ids.shape}, {emb.shape}")
+    if not np.issubdtype(emb.dtype, np.number):
+        raise DataFormatError(path, None, "embeddings", f"not numbers (dtype {emb.dtype})")
+    keys = [str(i) for i in ids]
+    if len(set(keys)) < len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise DataFormatError(path, None, "ids", f"duplicate id {duplicate!r:.80}")
+    return dict(zip(keys, emb, strict=True))
+
+
+def _read_jsonl_vectors(path: Path) -> dict[str, np.ndarray]:
+    """id -> vector from lines {"id", "embedding": [...]}, every vector of the first one's size."""
+    table: dict[str, np.ndarray] = {}
+    seen: dict[str, int] = {}
+    for lineno, rec in read_jsonl(path):
+        key = identifier(path, lineno, "id", rec.get("id"))
+        first_seen(seen, path, lineno, "id", key)
+        vector = numbers(path, lineno, "embedding", rec.get("embedding"))
+        size = len(next(iter(table.values()))) if table else len(vector)
+        if not vector or len(vector) != size:
+            raise DataFormatError(path, lineno, "embedding", f"{len(vector)} numbers, expected {size or 'some'}")
+        table[key] = np.asarray(vector, dtype=np.float32)
+    return table

@@ -56,6 +56,8 @@ def build_one(name: str, settings: Mapping[str, Any]) -> tuple[float, Loss]:
     except TypeError as e:  # an unknown or misspelt key: name it, and list what the loss accepts
         accepted = sorted(set(inspect.signature(cls).parameters) | COMMON_KEYS)
         raise ConfigError(f"loss.{name}: {e}; accepted keys: {', '.join(accepted)}") from None
+    except ConfigError as e:  # an impossible value (a temperature ≤ 0): say which loss's key it is
+        raise ConfigError(f"loss.{name}: {e}") from None
     if dims:
         loss = Matryoshka(loss, list(dims), list(dim_weights) if dim_weights else None)
     return weight, loss

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,19 @@ def hash_weights(module: torch.nn.Module, skip_prefix: str | None = None):
         h.update(key.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return h
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """sha256 of what decides a tokenizer's ids: vocabulary, merges, normaliser, pre-tokeniser, special and added
+    tokens. Its size alone would let a lower-casing and a cased tokenizer of one vocabulary share cache entries."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        for transient in ("truncation", "padding"):  # per-call settings the tokenizer keeps from its last call
+            spec.pop(transient, None)
+    else:
+        spec = {"vocab": sorted(tokenizer.get_vocab().items()), "init": repr(sorted(tokenizer.init_kwargs.items()))}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 class Encoder(nn.Module):
@@ -232,7 +246,7 @@ class Encoder(nn.Module):
             self.precision,
             type(self.tokenizer).__name__,
             self.tokenizer.padding_side,
-            len(self.tokenizer),
+            tokenizer_digest(self.tokenizer),
         )
         h.update(repr(settings).encode())
         return h.hexdigest()

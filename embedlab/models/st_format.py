@@ -7,6 +7,7 @@ Pooling (`1_Pooling/config.json`) -> optional Dense (`2_Dense/`, the projection)
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +100,12 @@ def read_layout(folder: Path) -> StLayout:
             if (sub / "model.safetensors").exists():
                 state = load_file(str(sub / "model.safetensors"))
             else:
-                state = torch.load(sub / "pytorch_model.bin", map_location="cpu", weights_only=True)
+                legacy = sub / "pytorch_model.bin"
+                try:  # tensors only: a pickled object in a downloaded checkpoint could run any code
+                    state = torch.load(legacy, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError as e:
+                    problem = f"not a plain tensor checkpoint ({str(e).splitlines()[0]})"
+                    raise DataFormatError(legacy, None, None, problem) from None
             layout.dense = {k.removeprefix("linear."): v for k, v in state.items()}
         else:
             raise DataFormatError(modules_file, None, f"[{i}].type", f"unsupported module {module.get('type')!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedlab.data.training import read_jsonl
+from embedlab.data.lines import first_seen, identifier, read_jsonl, string, strings
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.scoring.combine import combine_scores
 
@@ -37,21 +37,21 @@ def read_mined_lists(path: str | Path, corpus: dict[str, str], num_negatives: in
         raise ConfigError(f"num_negatives must be ≥ 1, got {num_negatives}")
     path = Path(path)
     out = CandidateLists([], [], [], 0)
+    seen: dict[str, int] = {}
     for lineno, rec in read_jsonl(path):
-        for key in ("query_id", "query", "positive_ids", "negative_ids"):
-            if key not in rec:
-                raise DataFormatError(path, lineno, key, "missing")
-        if not isinstance(rec["positive_ids"], list) or not rec["positive_ids"]:
-            raise DataFormatError(path, lineno, "positive_ids", "needs at least one document id")
-        ids = [rec["positive_ids"][0], *rec["negative_ids"][:num_negatives]]
+        qid = identifier(path, lineno, "query_id", rec.get("query_id"))
+        first_seen(seen, path, lineno, "query_id", qid)
+        query = string(path, lineno, "query", rec.get("query"))
+        positives = strings(path, lineno, "positive_ids", rec.get("positive_ids"), min_len=1)
+        ids = [positives[0], *strings(path, lineno, "negative_ids", rec.get("negative_ids"))[:num_negatives]]
         unknown = [d for d in ids if d not in corpus]
         if unknown:
             raise DataFormatError(path, lineno, "negative_ids", f"document ids not in the corpus: {unknown[:3]}")
         if len(ids) < num_negatives + 1:
             out.skipped += 1
             continue
-        out.query_ids.append(str(rec["query_id"]))
-        out.queries.append(rec["query"])
+        out.query_ids.append(qid)
+        out.queries.append(query)
         out.candidate_ids.append(ids)
     if not out.query_ids:
         raise DataFormatError(path, None, "negative_ids", f"no query has {num_negatives} negatives")

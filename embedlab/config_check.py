@@ -1,0 +1,192 @@
+"""Reject a training configuration that cannot work before any data is read, model trained or teacher run.
+
+Each problem is one `ConfigError` naming the configuration key and, where there is a choice, the valid values.
+Embedding sizes are read from the model folders (projection, Dense layer or `hidden_size`) without loading any
+weights, so Matryoshka dims and a teacher/student size mismatch are caught at once. What only a built model can
+tell (LoRA target modules) is `check_lora_targets`, for the training CLI to call right after building the student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from embedlab.cli.common import CONF_DIR, encoder_config
+from embedlab.cli.eval import _as_list
+from embedlab.data import get_task
+from embedlab.data.lines import read_jsonl
+from embedlab.errors import ConfigError, ModelNotFoundError
+from embedlab.eval.runner import EvalSettings, check_settings
+from embedlab.hub import resolve_model
+from embedlab.losses import WeightedSum, build_loss
+from embedlab.models import st_format
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
+CHOICES = {
+    "data.kind": ("text", "pairs", "scored"),
+    "logger.kind": ("wandb", "csv"),
+    "projection.init": ("random", "ridge"),
+    "nonfinite": ("stop", "skip"),
+    "trainer.precision": PRECISIONS,  # Lightning's names (the last four are its older spellings)
+}
+# What each kind of training data puts into a batch (`Embeddings` fields); a configured teacher adds "teacher".
+PROVIDES = {
+    "text": {"query"},
+    "pairs": {"query", "positive", "negatives", "document_mask"},
+    "scored": {"query", "positive", "negatives", "document_mask", "candidates", "teacher_scores"},
+}
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Every check that needs no data and no weights, for `embedlab-train`'s resolved configuration."""
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # e.g. ${oc.env:VAR} with VAR unset
+        raise ConfigError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
+    if missing:
+        raise ConfigError(f"{missing[0]} is required (it has no value, '???'): set {missing[0]}=...")
+    check_no_secrets(resolved)
+    for key, valid in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and str(value) not in valid:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))
+    for name in cfg.eval.tasks:
+        get_task(name)
+    check_settings(train_eval_settings(cfg))
+    check_loss_fits_data(cfg, loss)
+    for key in ("mining_model", "teacher.path"):
+        if OmegaConf.select(cfg, key, default=None):
+            model_folder(OmegaConf.select(cfg, key), key)  # an unknown model name fails here, not after mining
+    check_sizes(cfg, loss)
+
+
+def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
+    """Each loss term's inputs must be in the batches the configured data (and teacher) produce."""
+    teacher = cfg.teacher
+    kind = "scored" if cfg.get("teacher_scores") and cfg.teacher_scores.get("teachers") else cfg.data.kind
+    provided = PROVIDES[kind] | ({"teacher"} if teacher.get("path") or teacher.get("file") else set())
+    for name, term in loss.terms.items():
+        lacking = sorted(term.requires - provided)
+        if lacking:
+            fix = "configure teacher=... (or teacher.file=...)" if lacking == ["teacher"] else "change data or loss"
+            raise ConfigError(f"loss.{name} needs {lacking}, which data.kind={kind} does not provide: {fix}")
+
+
+def check_sizes(cfg: DictConfig, loss: WeightedSum) -> None:
+    """Matryoshka dims within the student's size, and the teacher's size equal to it, from the files alone."""
+    student = declared_dim(cfg.model, "model.path")
+    if student is not None:
+        loss.check_dim(student)
+    target = teacher_dim(cfg.teacher)
+    if student is not None and target is not None and student != target:
+        raise ConfigError(
+            f"the teacher embeds in {target} dims, the student ({cfg.model.path}) in {student}: the student needs a "
+            f"projection: set model.projection_dim={target}"
+        )
+
+
+def train_eval_settings(cfg: DictConfig) -> EvalSettings:
+    """The evaluation settings `embedlab-train` uses during and after training (the rest are EvalSettings' defaults)."""
+    return EvalSettings(
+        limit=cfg.eval.limit,
+        max_docs=cfg.eval.max_docs,
+        batch_size=cfg.eval.batch_size,
+        dims=_as_list(cfg.eval.get("dims")) or [None],
+        precisions=_as_list(cfg.eval.get("precisions")) or ["float32"],
+    )
+
+
+def check_no_secrets(values: Any, env: dict[str, str] | None = None) -> None:
+    """No configuration value may contain a secret from the environment (W&B key, hub token): the resolved config
+    is written to config.yaml, the manifest and W&B. Secrets stay in the environment, where their tools read them."""
+    env = os.environ if env is None else env
+    secrets = {name: value for name, value in env.items() if SECRET_NAME.search(name) and len(value) >= 8}
+    for key, value in _leaves(values):
+        for name, secret in secrets.items():
+            if secret in str(value):
+                raise ConfigError(f"{key} holds the value of ${name}: leave secrets in the environment, not in config")
+
+
+def _leaves(values: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(values, dict):
+        for k, v in values.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(values, list):
+        for i, v in enumerate(values):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, values
+
+
+def model_folder(node: DictConfig | str, key: str) -> Path | None:
+    """The local folder a model setting resolves to (None: a hub id transformers will download)."""
+    try:
+        resolved = Path(resolve_model(encoder_config(node).path))
+    except ModelNotFoundError as e:
+        presets = ", ".join(sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+        raise ConfigError(f"{key}: {e}; or a conf/model preset: {presets}") from None
+    return resolved if resolved.is_dir() else None
+
+
+def declared_dim(node: DictConfig | str, key: str) -> int | None:
+    """The embedding size a model config will produce, from its files alone (None when only loading can tell)."""
+    projection = encoder_config(node).projection_dim
+    if projection:
+        return int(projection)
+    folder = model_folder(node, key)
+    if folder is None:
+        return None
+    layout = st_format.read_layout(folder)
+    if layout.dense is not None:
+        return int(layout.dense["weight"].shape[0])
+    config = layout.transformer_dir / "config.json"
+    hidden = json.loads(config.read_text()).get("hidden_size") if config.is_file() else None
+    return hidden if isinstance(hidden, int) else None
+
+
+def teacher_dim(teacher: DictConfig) -> int | None:
+    """The teacher's embedding size: its model's, or the width of its embeddings file (read from the header only)."""
+    if teacher.get("file"):
+        path = Path(teacher.file)
+        if not path.is_file():
+            raise ConfigError(f"teacher.file: {path} not found")
+        if path.suffix != ".npz":
+            for _, rec in read_jsonl(path):
+                vector = rec.get("embedding")
+                return len(vector) if isinstance(vector, list) else None  # the reader reports a bad line later
+            return None
+        try:
+            with zipfile.ZipFile(path) as z, z.open("embeddings.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape = read(f)[0]
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+            return None  # TeacherTable.from_file says precisely what is wrong
+        return int(shape[1]) if len(shape) == 2 else None
+    if teacher.get("path"):
+        return declared_dim(teacher.path, "teacher.path")
+    return None
+
+
+def check_lora_targets(model: nn.Module, targets: Iterable[str], key: str = "model.lora.target_modules") -> None:
+    """Every LoRA target must name modules of `model` (as peft matches them: the last part of a module's dotted
+    name, or the whole name); a misspelt target would otherwise fail inside peft or train nothing."""
+    names = [name for name, _ in model.named_modules() if name]
+    suffixes = {name.rsplit(".", 1)[-1] for name in names}
+    absent = [t for t in targets if t not in suffixes and t not in names]
+    if absent:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ConfigError(f"{key}: {absent} match no module of {type(model).__name__}; its linear layers: {linear}")
