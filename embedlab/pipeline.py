@@ -10,7 +10,8 @@ A pipeline file (conf/pipeline/*.yaml) names an output folder and a list of stag
 A train stage starts from the previous stage's one output (model.path; the first stage from `start`, or its own
 config's model when `start` is null); a soup stage averages all of the previous stage's outputs (models=[...]).
 A run is finished when its directory holds model/ and metrics.json (each CLI writes the later of the two only
-after its work is done); finished runs are skipped, so running the pipeline again resumes it.
+after its work is done); finished runs are skipped, so running the pipeline again resumes it. Once a stage has run
+again, every later stage runs again too (its input changed).
 <out>/pipeline.json records every run directory, its output and whether it ran or was skipped.
 """
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 CLIS = ("train", "soup")
 
 
-def compose(cli: str, overrides: list[str]) -> DictConfig:
+def compose(cli: str, overrides: list[str], where: str = "") -> DictConfig:
     """A CLI's config (conf/<cli>.yaml) with Hydra overrides, as `embedlab-<cli> overrides...` would see it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -43,7 +44,7 @@ def compose(cli: str, overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return hydra_compose(config_name=cli, overrides=overrides)
     except HydraException as e:
-        raise ConfigError(f"{cli} overrides {overrides}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{where or cli}: {str(e).splitlines()[0]}") from None
 
 
 def run_cli(cli: str, cfg: DictConfig, run_dir: Path) -> None:
@@ -120,22 +121,25 @@ def run_pipeline(
     out, start, stages, common = parse(spec)
     inputs: list[Path] = [Path(start)] if start else []
     record: list[dict] = []
+    rerun = False  # an earlier stage ran in this call: later ones start from a new input and cannot be skipped
     for stage in stages:
-        outputs = []
+        outputs, ran = [], False
         for j, run_dir in enumerate(stage.run_dirs(out)):
             overrides = [*common[stage.cli], *stage.overrides, *(stage.variants[j] if stage.variants else [])]
-            cfg = compose(stage.cli, overrides)  # every run's config is checked, finished or not
+            # every run's config is checked, finished or not
+            cfg = compose(stage.cli, overrides, f"pipeline stage {stage.name!r} ({stage.cli} overrides)")
             if stage.cli == "soup":
                 OmegaConf.update(cfg, "models", [str(p) for p in inputs])
             elif inputs:
                 OmegaConf.update(cfg, "model.path", str(inputs[0]))
-            done = finished(run_dir)
+            done = finished(run_dir) and not rerun
             status = "finished" if done else ("planned" if dry_run else "ran")
             log.info("stage %s: %s %s (%s)", stage.name, stage.cli, run_dir, "skipped, finished" if done else status)
             if not done and not dry_run:
                 runner(stage.cli, cfg, run_dir)
                 if not finished(run_dir):
                     raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and metrics.json")
+            ran = ran or not done
             record.append(
                 {
                     "stage": stage.name,
@@ -150,5 +154,5 @@ def run_pipeline(
             if not dry_run:
                 write_json_atomic(out / "pipeline.json", record)
             outputs.append(run_dir / "model")
-        inputs = outputs
+        inputs, rerun = outputs, rerun or ran
     return record
