@@ -163,3 +163,45 @@ def test_greedy_keeps_an_ingredient_that_ties(folders: list[Path], tmp_path: Pat
     """'Does not decrease' (Wortsman et al.): an ingredient that leaves the dev score equal joins the soup."""
     record = soup.greedy(folders, lambda folder: 0.5, tmp_path / "soup")
     assert record.kept == [str(f) for f in folders] and record.dev == 0.5
+
+
+def soup_cli(out: Path, *overrides: str) -> soup.SoupRecord:
+    from embedlab.cli.soup import run
+    from embedlab.pipeline import compose
+
+    return run(compose("soup", list(overrides)), out)
+
+
+def test_cli_uniform_writes_the_soup_and_its_record(folders: list[Path], tmp_path: Path) -> None:
+    soup_cli(tmp_path, f"models=[{folders[0]},{folders[1]}]")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {}
+    record = json.loads((tmp_path / "soup.json").read_text())
+    assert record["method"] == "uniform" and record["dev"] is None
+    assert [i["path"] for i in record["ingredients"]] == [str(folders[0]), str(folders[1])]
+    assert json.loads((tmp_path / "manifest.json").read_text())["kept"] == [str(f) for f in folders[:2]]
+    torch.testing.assert_close(tensors(tmp_path / "model"), tensors(soup.average(folders[:2], tmp_path / "ref")))
+
+
+@pytest.mark.slow
+def test_cli_greedy_selects_on_a_real_dev_split(folders: list[Path], real_data: Path, tmp_path: Path) -> None:
+    """Greedy on real SciFact train claims (a few, small corpus), the soup then evaluated on SciFact test."""
+    models = ",".join(map(str, folders))
+    dev = ["dev.split=train", "dev.limit=8", "dev.max_docs=60", f"data.root={real_data}", "eval.cache=false"]
+    record = soup_cli(tmp_path, "method=greedy", f"models=[{models}]", *dev, "eval.tasks=[stsb]")
+    saved = json.loads((tmp_path / "soup.json").read_text())
+    assert saved["dev_metric"] == "scifact/train ndcg_at_10" and saved["dev"] == record.dev
+    devs = [i["dev"] for i in saved["ingredients"]]
+    assert all(0 <= d <= 1 for d in devs) and record.dev >= max(devs)  # greedy never ends below its best ingredient
+    assert sum(i["kept"] for i in saved["ingredients"]) == len(record.kept) >= 1
+    assert 0 < abs(json.loads((tmp_path / "metrics.json").read_text())["stsb"]["cosine_spearman"]) <= 1
+
+
+def test_cli_refuses_to_select_on_the_reported_split(folders: list[Path], tmp_path: Path) -> None:
+    models = f"models=[{folders[0]},{folders[1]}]"
+    with pytest.raises(ConfigError, match=r"dev selection on scifact/test is the split eval.tasks reports"):
+        soup_cli(tmp_path, "method=greedy", models, "eval.tasks=[scifact]")
+    with pytest.raises(ConfigError, match="at least two ingredient folders"):
+        soup_cli(tmp_path, f"models=[{folders[0]}]")
+    with pytest.raises(ConfigError, match="method must be uniform or greedy"):
+        soup_cli(tmp_path, "method=best", models)
+    assert not (tmp_path / "model").exists()
