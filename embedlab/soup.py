@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from embedlab.errors import ConfigError
+from embedlab.errors import ConfigError, DataFormatError
 from embedlab.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,23 @@ def weight_files(folder: Path) -> list[str]:
 
 
 def _structure(path: Path) -> dict:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """A config file's entries that define the architecture."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, e.lineno, None, f"invalid JSON ({e.msg})") from None
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in _PROVENANCE_KEYS}
     return {"": data}
+
+
+def _tensor_layout(path: Path) -> dict[str, tuple]:
+    """Tensor name -> (shape, dtype) of a safetensors file, from its header alone."""
+    try:
+        with safe_open(path, "pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+    except SafetensorError as e:
+        raise DataFormatError(path, None, None, f"not a readable safetensors file ({e})") from None
 
 
 def check_compatible(folders: Sequence[Path]) -> list[str]:
@@ -64,10 +77,7 @@ def check_compatible(folders: Sequence[Path]) -> list[str]:
         raise ConfigError("a soup needs at least one ingredient")
     first = Path(folders[0])
     files = weight_files(first)
-    layout = {}
-    for name in files:
-        with safe_open(first / name, "pt") as f:
-            layout[name] = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+    layout = {name: _tensor_layout(first / name) for name in files}
     configs = {c: _structure(first / c) for c in _CONFIG_FILES if (first / c).exists()}
     for folder in map(Path, folders[1:]):
         other = weight_files(folder)
@@ -85,8 +95,7 @@ def check_compatible(folders: Sequence[Path]) -> list[str]:
                         f"but {reference.get(key)!r} in {first}: not the same architecture"
                     )
         for name in files:
-            with safe_open(folder / name, "pt") as f:
-                mine = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+            mine = _tensor_layout(folder / name)
             for key in sorted(set(layout[name]) | set(mine)):
                 if key not in mine or key not in layout[name]:
                     where = "missing from" if key not in mine else "absent from the first ingredient but in"

@@ -205,3 +205,16 @@ def test_cli_refuses_to_select_on_the_reported_split(folders: list[Path], tmp_pa
     with pytest.raises(ConfigError, match="method must be uniform or greedy"):
         soup_cli(tmp_path, "method=best", models)
     assert not (tmp_path / "model").exists()
+
+
+def test_corrupt_files_are_named(folders: list[Path], tmp_path: Path) -> None:
+    from embedlab.errors import DataFormatError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folders[1], broken)
+    (broken / DENSE).write_bytes(b"\x00" * 10)
+    with pytest.raises(DataFormatError, match=rf"broken/{DENSE}: not a readable safetensors file"):
+        soup.check_compatible([folders[0], broken])
+    (broken / "config.json").write_text("{oops")
+    with pytest.raises(DataFormatError, match=r"broken/config.json, line 1: invalid JSON"):
+        soup.check_compatible([folders[0], broken])
