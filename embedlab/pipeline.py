@@ -1,0 +1,158 @@
+"""Multi-stage training (KaLM-V2): a chain of embedlab-train / embedlab-soup runs, each starting from the previous
+stage's output.
+
+A pipeline file (conf/pipeline/*.yaml) names an output folder and a list of stages:
+  stages:
+    - name: weak                    # the stage's run directory: <out>/<name> (<out>/<name>/<i> with variants)
+      cli: train                    # train | soup
+      overrides: [data.split=fit]   # Hydra overrides of that CLI's config
+      variants: [[seed=0], [seed=1]]  # optional: several runs from the same start (e.g. the soup's ingredients)
+A train stage starts from the previous stage's one output (model.path; the first stage from `start`, or its own
+config's model when `start` is null); a soup stage averages all of the previous stage's outputs (models=[...]).
+A run is finished when its directory holds model/ and metrics.json (each CLI writes the later of the two only
+after its work is done); finished runs are skipped, so running the pipeline again resumes it. Once a stage has run
+again, every later stage runs again too (its input changed).
+<out>/pipeline.json records every run directory, its output and whether it ran or was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from embedlab.errors import ConfigError
+from embedlab.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CLIS = ("train", "soup")
+
+
+def compose(cli: str, overrides: list[str], where: str = "") -> DictConfig:
+    """A CLI's config (conf/<cli>.yaml) with Hydra overrides, as `embedlab-<cli> overrides...` would see it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    from embedlab.cli.common import CONF_DIR
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name=cli, overrides=overrides)
+    except HydraException as e:
+        raise ConfigError(f"{where or cli}: {str(e).splitlines()[0]}") from None
+
+
+def run_cli(cli: str, cfg: DictConfig, run_dir: Path) -> None:
+    """Run one CLI's body in-process (the same `run(cfg, out_dir)` its console script calls)."""
+    if cli == "train":
+        from embedlab.cli.train import run
+    else:
+        from embedlab.cli.soup import run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run(cfg, run_dir)
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "model").is_dir() and (run_dir / "metrics.json").is_file()
+
+
+@dataclass
+class Stage:
+    name: str
+    cli: str
+    overrides: list[str] = field(default_factory=list)
+    variants: list[list[str]] = field(default_factory=list)  # empty: one run
+
+    def run_dirs(self, out: Path) -> list[Path]:
+        if not self.variants:
+            return [out / self.name]
+        return [out / self.name / str(i) for i in range(len(self.variants))]
+
+
+def _strings(value, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, ListConfig)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of override strings, got {value!r}")
+    return list(value)
+
+
+def parse(spec: DictConfig) -> tuple[Path, str | None, list[Stage], dict[str, list[str]]]:
+    """(out, start, stages, per-CLI common overrides) of a pipeline config, every field checked."""
+    if not spec.get("out"):
+        raise ConfigError("pipeline: 'out' (the output folder) is missing")
+    if not isinstance(spec.get("stages"), ListConfig) or not spec.stages:
+        raise ConfigError("pipeline: 'stages' must be a non-empty list")
+    common = {cli: _strings((spec.get("common") or {}).get(cli), f"pipeline common.{cli}") for cli in CLIS}
+    stages, names = [], set()
+    for i, node in enumerate(spec.stages):
+        where = f"pipeline stages[{i}]"
+        unknown = sorted(set(node) - {"name", "cli", "overrides", "variants"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: cli, name, overrides, variants")
+        if node.get("cli") not in CLIS:
+            raise ConfigError(f"{where}.cli must be one of {CLIS}, got {node.get('cli')!r}")
+        name = node.get("name") or f"{i}_{node.cli}"
+        if name in names:
+            raise ConfigError(f"{where}.name {name!r} is used twice")
+        names.add(name)
+        variants = [_strings(v, f"{where}.variants[{j}]") for j, v in enumerate(node.get("variants") or [])]
+        stages.append(Stage(name, node.cli, _strings(node.get("overrides"), f"{where}.overrides"), variants))
+    for i, stage in enumerate(stages):
+        if stage.cli == "soup" and (i == 0 or len(stages[i - 1].run_dirs(Path())) < 2):
+            raise ConfigError(f"pipeline stage {stage.name!r}: a soup needs a previous stage with variants (2+ runs)")
+        if stage.cli == "train" and i > 0 and len(stages[i - 1].run_dirs(Path())) > 1:
+            raise ConfigError(
+                f"pipeline stage {stage.name!r}: a train stage starts from one model, but stage "
+                f"{stages[i - 1].name!r} has {len(stages[i - 1].variants)} variants (soup them first)"
+            )
+    return Path(spec.out), spec.get("start"), stages, common
+
+
+def run_pipeline(
+    spec: DictConfig, runner: Callable[[str, DictConfig, Path], None] = run_cli, dry_run: bool = False
+) -> list[dict]:
+    """Run (or, with dry_run, only plan) every unfinished run of the chain; returns the pipeline.json rows."""
+    out, start, stages, common = parse(spec)
+    inputs: list[Path] = [Path(start)] if start else []
+    record: list[dict] = []
+    rerun = False  # an earlier stage ran in this call: later ones start from a new input and cannot be skipped
+    for stage in stages:
+        outputs, ran = [], False
+        for j, run_dir in enumerate(stage.run_dirs(out)):
+            overrides = [*common[stage.cli], *stage.overrides, *(stage.variants[j] if stage.variants else [])]
+            # every run's config is checked, finished or not
+            cfg = compose(stage.cli, overrides, f"pipeline stage {stage.name!r} ({stage.cli} overrides)")
+            if stage.cli == "soup":
+                OmegaConf.update(cfg, "models", [str(p) for p in inputs])
+            elif inputs:
+                OmegaConf.update(cfg, "model.path", str(inputs[0]))
+            done = finished(run_dir) and not rerun
+            status = "finished" if done else ("planned" if dry_run else "ran")
+            log.info("stage %s: %s %s (%s)", stage.name, stage.cli, run_dir, "skipped, finished" if done else status)
+            if not done and not dry_run:
+                runner(stage.cli, cfg, run_dir)
+                if not finished(run_dir):
+                    raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and metrics.json")
+            ran = ran or not done
+            record.append(
+                {
+                    "stage": stage.name,
+                    "cli": stage.cli,
+                    "run_dir": str(run_dir),
+                    "input": [str(p) for p in inputs],
+                    "output": str(run_dir / "model"),
+                    "overrides": overrides,
+                    "status": status,
+                }
+            )
+            if not dry_run:
+                write_json_atomic(out / "pipeline.json", record)
+            outputs.append(run_dir / "model")
+        inputs, rerun = outputs, rerun or ran
+    return record
