@@ -32,7 +32,7 @@ done
 $PY - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
-import numpy as np
+from embedlab.report.significance import paired_arrays, randomization_test
 
 out = Path(sys.argv[1])
 def test(run): return json.loads((run / "metrics.json").read_text())["scifact"]["ndcg_at_10"]
@@ -47,10 +47,8 @@ print(f"{'system':<28} {'test nDCG@10':>12} {'dev nDCG@10':>12}  vs best single"
 for run in singles:
     print(f"{run.name:<28} {test(run):>12.4f} {dev[str(run)]:>12.4f}")
 for name, dev_score in (("uniform", None), ("greedy", greedy["dev"])):
-    a, b = per_query(out / name), per_query(best)
-    d = np.array([a[q] - b[q] for q in a])
-    flips = np.random.default_rng(0).choice([-1, 1], size=(10000, len(d)))
-    p = (np.abs((flips * d).mean(1)) >= abs(d.mean())).mean()
+    a, b = paired_arrays(per_query(best), per_query(out / name), (best.name, name), "scifact")
+    d, p = b - a, randomization_test(a, b, resamples=10_000, seed=0).p_value
     kept = json.loads((out / name / "soup.json").read_text())["ingredients"]
     label = f"{name} soup ({sum(i['kept'] for i in kept)} of {len(kept)})"
     dev_cell = f"{dev_score:12.4f}" if dev_score is not None else f"{'-':>12}"
