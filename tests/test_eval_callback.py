@@ -63,7 +63,7 @@ def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
     teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
     module = EmbeddingModule(student, build_loss({"infonce": {}}))
     logger = RecordingLogger()
-    trainer = type("T", (), {"loggers": [logger], "global_step": 7})()
+    trainer = type("T", (), {"loggers": [logger], "global_step": 7, "is_global_zero": True})()
     callback = EvaluationCallback(["scifact"], document_encoder=teacher, prefix="eval_asymmetric")
     callback.evaluate(trainer, module)
     assert seen == [(teacher, student)] and logger.records == [(7, {"eval_asymmetric/scifact/x": 1.0})]
