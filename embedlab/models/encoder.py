@@ -202,7 +202,7 @@ class Encoder(nn.Module):
         pool_mask = attention_mask
         if not self.include_prompt and prompt_length is not None:
             pool_mask = drop_prompt(attention_mask, prompt_length)
-        emb = pool(hidden, pool_mask, self.pooling)
+        emb = pool(hidden, pool_mask, self.pooling).float()  # bf16 weights: head and norm in fp32 (no-op for fp32)
         if not head:
             return emb
         if self.projection is not None:
