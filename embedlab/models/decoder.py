@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from embedlab.errors import ConfigError
+from embedlab.errors import ConfigError, ModelNotFoundError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -86,3 +86,21 @@ def enable_gradient_checkpointing(backbone: nn.Module) -> None:
     else:
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     backbone.config.use_cache = False
+
+
+def load_backbone(source: str, cfg):
+    """(tokenizer, backbone) of an `EncoderConfig`; the attention direction is set before the weights load."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        set_attention(config, cfg.bidirectional)
+        backbone = AutoModel.from_pretrained(
+            source, config=config, trust_remote_code=cfg.trust_remote_code, dtype=weights_dtype(cfg.dtype)
+        )
+    except OSError as e:  # transformers' offline/404 errors are long; keep the first line and the cause
+        raise ModelNotFoundError(
+            f"cannot load model '{cfg.path}' (resolved to '{source}'): {str(e).splitlines()[0]}"
+        ) from None
+    return tokenizer, backbone

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedlab.errors import ConfigError, ModelNotFoundError
+from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
 from embedlab.models import decoder, lora, st_format
@@ -114,7 +114,7 @@ class Encoder(nn.Module):
             return cls.from_adapter(adapter, cfg)
         layout = st_format.read_layout(Path(folder)) if Path(folder).is_dir() else None
         source = str(layout.transformer_dir) if layout else folder
-        tokenizer, backbone = _load_backbone(source, cfg)
+        tokenizer, backbone = decoder.load_backbone(source, cfg)
         if cfg.num_layers is not None:
             truncate_layers(backbone, cfg.num_layers)
         decoder.prepare_tokenizer(tokenizer, cfg.append_eos)
@@ -366,24 +366,6 @@ class Encoder(nn.Module):
             "task_prompts": self.task_prompts,
             "lora": lora.has_lora(self.backbone),
         }
-
-
-def _load_backbone(source: str, cfg: EncoderConfig):
-    """(tokenizer, backbone) with the attention direction set in the config before the weights load."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-        decoder.set_attention(config, cfg.bidirectional)
-        backbone = AutoModel.from_pretrained(
-            source, config=config, trust_remote_code=cfg.trust_remote_code, dtype=decoder.weights_dtype(cfg.dtype)
-        )
-    except OSError as e:  # transformers' offline/404 errors are long; keep the first line and the cause
-        raise ModelNotFoundError(
-            f"cannot load model '{cfg.path}' (resolved to '{source}'): {str(e).splitlines()[0]}"
-        ) from None
-    return tokenizer, backbone
 
 
 def truncate_layers(backbone: nn.Module, keep: int) -> None:
