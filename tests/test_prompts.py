@@ -139,3 +139,9 @@ def test_evaluation_uses_each_tasks_instruction(folder: Path, tmp_path: Path) ->
 def test_prompt_longer_than_max_length_is_refused(folder: Path) -> None:
     with pytest.raises(ConfigError, match="max_length"):
         Encoder.from_pretrained(str(folder), instructions={"default": "word " * 40}, max_length=16)
+
+
+def test_training_length_too_short_for_the_prompt_is_refused(folder: Path) -> None:
+    enc = Encoder.from_pretrained(str(folder), instructions=INSTRUCTIONS)
+    with pytest.raises(ConfigError, match=r"data\.max_length=8"):
+        Collator.for_encoder(enc, max_length=8)

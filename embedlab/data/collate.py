@@ -33,6 +33,12 @@ class Collator:
         self.tokenizer, self.max_length = tokenizer, max_length
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
         self.prompt_lengths = prompt_lengths  # add `prompt_length` [B] so the encoder can leave prompts out of pooling
+        for prompt in (query_prompt, document_prompt):
+            if prompt and prompt_length(tokenizer, prompt) >= max_length:
+                raise ConfigError(
+                    f"data.max_length={max_length} but the prompt alone takes {prompt_length(tokenizer, prompt)} "
+                    f"tokens (prompt starts {prompt[:60]!r}): raise data.max_length"
+                )
 
     @classmethod
     def for_encoder(cls, encoder, max_length: int | None = None) -> Collator:
