@@ -76,6 +76,8 @@ def test_few_shot_errors_are_named(pool_folder: Path) -> None:
         query_prompts(INSTRUCTIONS, FewShot(k=1))
     with pytest.raises(ConfigError, match="instruction"):
         query_prompts(None, FewShot(k=1, path=str(pool_folder)))
+    with pytest.raises(ConfigError, match="shots"):
+        FewShot.from_node({"shots": 2})
 
 
 @pytest.mark.parametrize("left", [False, True])

@@ -125,7 +125,7 @@ class Encoder(nn.Module):
         if cfg.lora is not None:
             backbone = lora.add_lora(backbone, lora.LoraSettings.from_node(dict(cfg.lora)))
         folder_prompts = dict(layout.prompts) if layout else {}
-        shots = FewShot(**cfg.few_shot) if cfg.few_shot else None
+        shots = FewShot.from_node(cfg.few_shot) if cfg.few_shot else None
         prompts = {**folder_prompts, **query_prompts(cfg.instructions, shots)}
         default_query = prompts.pop(DEFAULT_TASK, prompts.get("query", ""))
         max_length = cfg.max_length or (layout.max_length if layout else None) or min(tokenizer.model_max_length, 512)

@@ -31,6 +31,13 @@ class FewShot:
     passage_words: int = 48  # each example passage is cut to this many words (they share max_length with the query)
     root: str | None = None  # data root; None = $EMBEDLAB_DATA, then the defaults of embedlab.data.tasks
 
+    @classmethod
+    def from_node(cls, node: Mapping) -> FewShot:
+        unknown = sorted(set(node) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown model.few_shot setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**node)
+
     def check(self) -> None:
         if self.k < 0 or self.passage_words < 1:
             raise ConfigError(f"few_shot: k must be >= 0 and passage_words >= 1, got {self.k}, {self.passage_words}")
