@@ -160,7 +160,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     examples = read_examples(cfg.data, cfg.data.root)
     dm = EmbeddingDataModule(
         examples,
-        Collator(student.tokenizer, cfg.data.max_length, student.query_prompt, student.document_prompt),
+        Collator.for_encoder(student, cfg.data.max_length),
         batch_size=cfg.data.batch_size,
         seed=cfg.seed,
         group_by_length=cfg.data.group_by_length,
@@ -280,7 +280,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     )
     summary["nonfinite_skipped"] = module.nonfinite.skipped  # steps dropped under nonfinite=skip
     if cfg.export:
-        student.save(out_dir / "model")
+        student.save(out_dir / "model")  # LoRA: merged into a plain folder
+        if student.describe()["lora"]:
+            student.save_adapter(out_dir / "adapter")  # and the adapter alone, loadable on its base
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_json_atomic(
         out_dir / "manifest.json",

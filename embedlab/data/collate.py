@@ -15,21 +15,42 @@ import torch
 
 from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
+from embedlab.models.prompts import prompt_length
 
 Batch = dict[str, Any]
 
 
 class Collator:
-    def __init__(self, tokenizer, max_length: int, query_prompt: str = "", document_prompt: str = "") -> None:
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        prompt_lengths: bool = False,
+    ) -> None:
         if max_length < 1:
             raise ConfigError(f"max_length must be at least 1, got {max_length}")
         self.tokenizer, self.max_length = tokenizer, max_length
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        self.prompt_lengths = prompt_lengths  # add `prompt_length` [B] so the encoder can leave prompts out of pooling
+        for prompt in (query_prompt, document_prompt):
+            if prompt and prompt_length(tokenizer, prompt) >= max_length:
+                raise ConfigError(
+                    f"data.max_length={max_length} but the prompt alone takes {prompt_length(tokenizer, prompt)} "
+                    f"tokens (prompt starts {prompt[:60]!r}): raise data.max_length"
+                )
 
     @classmethod
-    def for_encoder(cls, encoder) -> Collator:
-        """Tokenizer, length limit and prompts of the encoder being trained."""
-        return cls(encoder.tokenizer, encoder.max_length, encoder.query_prompt, encoder.document_prompt)
+    def for_encoder(cls, encoder, max_length: int | None = None) -> Collator:
+        """Tokenizer, length limit (the encoder's unless given) and prompts of the encoder being trained."""
+        return cls(
+            encoder.tokenizer,
+            max_length or encoder.max_length,
+            encoder.query_prompt,
+            encoder.document_prompt,
+            prompt_lengths=not getattr(encoder, "include_prompt", True),
+        )
 
     def tokenize(self, texts: Sequence[str], prompt: str = "") -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
@@ -39,7 +60,10 @@ class Collator:
             max_length=self.max_length,
             return_tensors="pt",
         )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if self.prompt_lengths and prompt:  # a [B] tensor, not an int, so a step strategy can split it by rows
+            batch["prompt_length"] = torch.full((len(texts),), prompt_length(self.tokenizer, prompt), dtype=torch.long)
+        return batch
 
     def __call__(self, items: Sequence[tuple[int, Example]]) -> Batch:
         if not items:

@@ -70,18 +70,21 @@ def encode_cached(
     cache: EmbeddingCache | None,
     batch_size: int,
     model_fingerprint: str | None = None,
+    task: str | None = None,
 ) -> np.ndarray:
     """Encode through the cache when given. `kind`: "query" / "document" (with that prompt), or "features"
     (pooled backbone output without projection or normalisation, no prompt — what a projection is fitted on)."""
     if kind not in ("query", "document", "features"):
         raise ValueError(f"kind must be query, document or features, got {kind!r}")
-    prompt = {"query": encoder.query_prompt, "document": encoder.document_prompt}.get(kind, "")
+    query_prompt = encoder.query_prompt_for(task) if hasattr(encoder, "query_prompt_for") else encoder.query_prompt
+    prompt = {"query": query_prompt, "document": encoder.document_prompt}.get(kind, "")
 
     def compute() -> np.ndarray:
         if kind == "features":
             return encoder.encode(list(texts), batch_size=batch_size, head=False, desc="features")
-        encode = encoder.encode_queries if kind == "query" else encoder.encode_documents
-        return encode(list(texts), batch_size=batch_size)
+        if kind == "query":  # with its task: an instruction-tuned encoder has one instruction per task
+            return encoder.encode_queries(list(texts), batch_size=batch_size, **({"task": task} if task else {}))
+        return encoder.encode_documents(list(texts), batch_size=batch_size)
 
     if cache is None:
         return compute()

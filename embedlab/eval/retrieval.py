@@ -106,7 +106,12 @@ def evaluate_retrieval(
         doc_encoder, [data.corpus[d] for d in dids], kind="document", cache=cache, batch_size=s.batch_size
     )
     queries = encode_cached(
-        query_encoder, [data.queries[q] for q in qids], kind="query", cache=cache, batch_size=s.batch_size
+        query_encoder,
+        [data.queries[q] for q in qids],
+        kind="query",
+        cache=cache,
+        batch_size=s.batch_size,
+        task=data.name,
     )
     k = s.top_k + (1 if s.ignore_identical_ids else 0)  # one spare slot for the dropped self-match
     rows: list[dict] = []

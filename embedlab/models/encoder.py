@@ -8,22 +8,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedlab.errors import ConfigError, ModelNotFoundError
+from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
-from embedlab.models import st_format
-from embedlab.models.pooling import POOLING_MODES, pool
+from embedlab.models import decoder, lora, st_format
+from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
+from embedlab.models.prompts import DEFAULT_TASK, FewShot, prompt_length, query_prompts
 
 PROGRESS_MIN_TEXTS = 512  # below this a progress bar is noise
+ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuild the encoder around the adapter
 
 
 @dataclass
@@ -41,6 +44,15 @@ class EncoderConfig:
     precision: str = "fp32"  # inference precision: fp32 | bf16 (autocast)
     num_layers: int | None = None  # keep only the first N transformer layers (a truncated-teacher student)
     trust_remote_code: bool = False  # never on unless asked: it runs code from the model folder
+    # Decoder backbones (see embedlab.models.decoder, prompts, lora):
+    bidirectional: bool | None = None  # decoders: true = full attention (config.is_causal=False); None = the folder's
+    append_eos: bool = False  # end every text with EOS (what last-token pooling should read)
+    instructions: dict[str, str] | None = None  # task -> instruction for queries; key "default" = training/others
+    include_prompt: bool | None = None  # False = prompt tokens are not pooled; None = the folder's, else True
+    few_shot: dict | None = None  # in-context examples before the instruction (embedlab.models.prompts.FewShot)
+    lora: dict | None = None  # {r, alpha, dropout, target_modules}: train LoRA adapters only (LoraSettings)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    dtype: str = "fp32"  # weights dtype at load: fp32 | bf16 (bf16 halves memory; adapters stay fp32)
 
 
 def hash_weights(module: torch.nn.Module, skip_prefix: str | None = None):
@@ -81,6 +93,8 @@ class Encoder(nn.Module):
         document_prompt: str = "",
         precision: str = "fp32",
         name: str = "",
+        include_prompt: bool = True,
+        task_prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -99,29 +113,38 @@ class Encoder(nn.Module):
             precision,
             name,
         )
+        self.include_prompt, self.task_prompts = include_prompt, dict(task_prompts or {})
+        self.settings: EncoderConfig | None = None  # what built it (from_config); needed to save an adapter
+        for prompt in {query_prompt, document_prompt, *self.task_prompts.values()}:
+            if prompt_length(tokenizer, prompt) >= max_length:
+                raise ConfigError(
+                    f"a prompt takes {prompt_length(tokenizer, prompt)} tokens, max_length is "
+                    f"{max_length}: nothing of the text would be left (prompt starts {prompt[:60]!r})"
+                )
 
     # ----------------------------------------------------------------------------------------- building
     @classmethod
     def from_config(cls, cfg: EncoderConfig) -> Encoder:
-        from transformers import AutoModel, AutoTokenizer
-
         folder = resolve_model(cfg.path)
+        adapter = Path(folder) if (Path(folder) / lora.ADAPTER_CONFIG).exists() else None
+        if adapter is not None:  # an adapter folder: its base, built with the settings it was trained with
+            return cls.from_adapter(adapter, cfg)
         layout = st_format.read_layout(Path(folder)) if Path(folder).is_dir() else None
         source = str(layout.transformer_dir) if layout else folder
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-            backbone = AutoModel.from_pretrained(source, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32)
-        except OSError as e:  # transformers' offline/404 errors are long; keep the first line and the cause
-            raise ModelNotFoundError(
-                f"cannot load model '{cfg.path}' (resolved to '{source}'): {str(e).splitlines()[0]}"
-            ) from None
+        tokenizer, backbone = decoder.load_backbone(source, cfg)
         if cfg.num_layers is not None:
             truncate_layers(backbone, cfg.num_layers)
-        if tokenizer.pad_token is None:  # decoder tokenizers often lack one
-            tokenizer.pad_token = tokenizer.eos_token
+        decoder.prepare_tokenizer(tokenizer, cfg.append_eos)
         if cfg.padding_side:
             tokenizer.padding_side = cfg.padding_side
-        prompts = layout.prompts if layout else {}
+        if cfg.gradient_checkpointing:  # on the plain model, before peft wraps it
+            decoder.enable_gradient_checkpointing(backbone)
+        if cfg.lora is not None:
+            backbone = lora.add_lora(backbone, lora.LoraSettings.from_node(dict(cfg.lora)))
+        folder_prompts = dict(layout.prompts) if layout else {}
+        shots = FewShot.from_node(cfg.few_shot) if cfg.few_shot else None
+        prompts = {**folder_prompts, **query_prompts(cfg.instructions, shots)}
+        default_query = prompts.pop(DEFAULT_TASK, prompts.get("query", ""))
         max_length = cfg.max_length or (layout.max_length if layout else None) or min(tokenizer.model_max_length, 512)
         hidden = backbone.config.hidden_size
         projection = None
@@ -131,22 +154,44 @@ class Encoder(nn.Module):
             projection.load_state_dict(layout.dense)
         if cfg.projection_dim is not None and (projection is None or projection.out_features != cfg.projection_dim):
             projection = nn.Linear(projection.out_features if projection else hidden, cfg.projection_dim)
-        return cls(
+        include_prompt = (
+            cfg.include_prompt if cfg.include_prompt is not None else (layout.include_prompt if layout else True)
+        )
+        encoder = cls(
             backbone,
             tokenizer,
             pooling=cfg.pooling or (layout.pooling if layout else None) or "mean",
             normalize=cfg.normalize if cfg.normalize is not None else (layout.normalize if layout else True),
             max_length=max_length,
             projection=projection,
-            query_prompt=cfg.query_prompt if cfg.query_prompt is not None else prompts.get("query", ""),
+            query_prompt=cfg.query_prompt if cfg.query_prompt is not None else default_query,
             document_prompt=cfg.document_prompt if cfg.document_prompt is not None else prompts.get("document", ""),
             precision=cfg.precision,
             name=cfg.path,
+            include_prompt=include_prompt,
+            task_prompts={t: p for t, p in prompts.items() if t not in ("query", "document")},
         )
+        encoder.settings = cfg
+        return encoder
 
     @classmethod
     def from_pretrained(cls, path: str, **overrides) -> Encoder:
         return cls.from_config(EncoderConfig(path=path, **overrides))
+
+    @classmethod
+    def from_adapter(cls, folder: Path, cfg: EncoderConfig) -> Encoder:
+        """The base encoder as the adapter was trained (settings saved beside it), then the adapter (trainable, so
+        a later stage can go on training it)."""
+        try:
+            saved = json.loads((folder / ADAPTER_SETTINGS).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{folder} holds a peft adapter but no readable {ADAPTER_SETTINGS}: {e}") from None
+        encoder = cls.from_config(EncoderConfig(**{**saved, "lora": None, "precision": cfg.precision}))
+        encoder.backbone = lora.load_adapter(encoder.backbone, folder, trainable=True)
+        if (folder / "projection.safetensors").exists():
+            encoder.projection.load_state_dict(load_file(str(folder / "projection.safetensors")))
+        encoder.settings, encoder.name = EncoderConfig(**{**saved, "path": str(folder)}), cfg.path
+        return encoder
 
     @property
     def dim(self) -> int:
@@ -158,14 +203,23 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------------------------------- forward
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: bool = True, **extra
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        head: bool = True,
+        prompt_length: torch.Tensor | int | None = None,
+        **extra,
     ) -> torch.Tensor:
         """Token ids -> embeddings [B, dim]; the differentiable path used by training.
 
         `head=False` stops after pooling (no projection, no normalisation): the features a projection is fitted on.
+        `prompt_length` (per row or one int): leading prompt tokens, left out of pooling when `include_prompt` is off.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        emb = pool(hidden, attention_mask, self.pooling)
+        pool_mask = attention_mask
+        if not self.include_prompt and prompt_length is not None:
+            pool_mask = drop_prompt(attention_mask, prompt_length)
+        emb = pool(hidden, pool_mask, self.pooling).float()  # bf16 weights: head and norm in fp32 (no-op for fp32)
         if not head:
             return emb
         if self.projection is not None:
@@ -173,13 +227,18 @@ class Encoder(nn.Module):
         return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
     def tokenize(self, texts: list[str], prompt: str = "") -> dict[str, torch.Tensor]:
-        return self.tokenizer(
+        batch = self.tokenizer(
             [prompt + t for t in texts],
             padding=True,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
         )
+        return {**batch, "prompt_length": prompt_length(self.tokenizer, prompt)}
+
+    def query_prompt_for(self, task: str | None = None) -> str:
+        """The query prompt of an evaluation task: its own instruction when configured, else the default."""
+        return self.task_prompts.get(task, self.query_prompt) if task else self.query_prompt
 
     # ----------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -212,6 +271,7 @@ class Encoder(nn.Module):
         out = torch.empty(len(texts), width, dtype=torch.float32)
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
+        n_prompt = prompt_length(self.tokenizer, prompt)
         autocast = (
             torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
         )
@@ -219,14 +279,16 @@ class Encoder(nn.Module):
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head=head)
+                emb = self(
+                    batch["input_ids"].to(device), batch["attention_mask"].to(device), head=head, prompt_length=n_prompt
+                )
                 out[torch.as_tensor(idx)] = emb.float().cpu()
                 bar.update(len(idx))
         self.train(was_training)
         return out.numpy() if convert_to == "numpy" else out
 
-    def encode_queries(self, texts: list[str], **kwargs) -> np.ndarray | torch.Tensor:
-        return self.encode(texts, prompt=self.query_prompt, desc=kwargs.pop("desc", "queries"), **kwargs)
+    def encode_queries(self, texts: list[str], task: str | None = None, **kwargs) -> np.ndarray | torch.Tensor:
+        return self.encode(texts, prompt=self.query_prompt_for(task), desc=kwargs.pop("desc", "queries"), **kwargs)
 
     def encode_documents(self, texts: list[str], **kwargs) -> np.ndarray | torch.Tensor:
         return self.encode(texts, prompt=self.document_prompt, desc=kwargs.pop("desc", "documents"), **kwargs)
@@ -248,16 +310,21 @@ class Encoder(nn.Module):
             self.tokenizer.padding_side,
             tokenizer_digest(self.tokenizer),
         )
-        h.update(repr(settings).encode())
+        # Decoder settings enter only when not at their defaults, so existing fingerprints (caches) stay valid.
+        extra = {"bidirectional": decoder.is_bidirectional(self.backbone), "include_prompt": self.include_prompt}
+        extra = {k: v for k, v in extra.items() if v != {"bidirectional": False, "include_prompt": True}[k]}
+        h.update(repr(settings + ((extra,) if extra else ())).encode())
         return h.hexdigest()
 
     # ----------------------------------------------------------------------------------------- export
     def save(self, folder: str | Path) -> Path:
-        """Write a sentence-transformers folder atomically (safetensors weights)."""
+        """Write a sentence-transformers folder atomically (safetensors weights). LoRA adapters are merged into a
+        copy of the backbone first, so the folder is a plain model any loader opens; the attention direction is in
+        its config.json (`is_causal`), per-task query prompts are named prompts."""
         folder = Path(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
-            self.backbone.save_pretrained(tmp, safe_serialization=True)
+            lora.merged_copy(self.backbone).save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             st_format.write_layout(
                 tmp,
@@ -266,8 +333,38 @@ class Encoder(nn.Module):
                 normalize=self.normalize,
                 max_length=self.max_length,
                 dense=self.projection,
-                prompts={"query": self.query_prompt, "document": self.document_prompt},
+                prompts={**self.task_prompts, "query": self.query_prompt, "document": self.document_prompt},
+                include_prompt=self.include_prompt,
             )
+        return folder
+
+    def save_adapter(self, folder: str | Path) -> Path:
+        """Write the LoRA adapter alone (peft's files, a few MB) with the settings that rebuild the encoder around
+        it: `Encoder.from_pretrained(folder)` loads base + adapter."""
+        if not lora.has_lora(self.backbone) or self.settings is None:
+            raise ConfigError("save_adapter needs an encoder built by from_config with model.lora set")
+        folder = Path(folder)
+        saved = {
+            **asdict(self.settings),
+            "lora": None,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "include_prompt": self.include_prompt,
+            "bidirectional": decoder.is_bidirectional(self.backbone),
+            "padding_side": self.tokenizer.padding_side,
+            "projection_dim": self.projection.out_features if self.projection is not None else None,
+            "gradient_checkpointing": False,
+        }
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            self.backbone.save_pretrained(tmp)
+            (tmp / ADAPTER_SETTINGS).write_text(json.dumps(saved, indent=2))
+            if self.projection is not None:
+                saved_projection = {k: v.detach().cpu().contiguous() for k, v in self.projection.state_dict().items()}
+                save_file(saved_projection, str(tmp / "projection.safetensors"))
         return folder
 
     def describe(self) -> dict:
@@ -281,6 +378,10 @@ class Encoder(nn.Module):
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
             "precision": self.precision,
+            "bidirectional": decoder.is_bidirectional(self.backbone),
+            "include_prompt": self.include_prompt,
+            "task_prompts": self.task_prompts,
+            "lora": lora.has_lora(self.backbone),
         }
 
 

@@ -35,3 +35,11 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
         w = weights.unsqueeze(-1)
         return (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
     raise ConfigError(f"unknown pooling '{mode}'; choose one of {', '.join(POOLING_MODES)}")
+
+
+def drop_prompt(mask: torch.Tensor, prompt_length: torch.Tensor | int) -> torch.Tensor:
+    """The mask with each row's first `prompt_length` real tokens switched off (the instruction is read by the
+    model but not pooled); counts real tokens, so it is right under left and right padding."""
+    lengths = torch.as_tensor(prompt_length, device=mask.device).reshape(-1, 1)
+    seen = mask.long().cumsum(dim=1)  # 1-based index of each real token within its row
+    return mask * (seen > lengths).to(mask.dtype)

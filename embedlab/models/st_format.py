@@ -42,6 +42,7 @@ class StLayout:
     max_length: int | None = None
     dense: dict[str, torch.Tensor] | None = None  # {"weight": [out, in], "bias": [out]}
     prompts: dict[str, str] = field(default_factory=dict)
+    include_prompt: bool = True  # Pooling's include_prompt: False = prompt tokens are not pooled
 
 
 def _read_json(path: Path) -> dict | list:
@@ -85,6 +86,7 @@ def read_layout(folder: Path) -> StLayout:
             layout.transformer_dir = sub
         elif kind == "Pooling":
             layout.pooling = _pooling_from_config(sub / "config.json")
+            layout.include_prompt = bool(_read_json(sub / "config.json").get("include_prompt", True))  # type: ignore[union-attr]
         elif kind == "Normalize":
             layout.normalize = True
         elif kind == "Dense":
@@ -127,10 +129,11 @@ def write_layout(
     max_length: int,
     dense: torch.nn.Linear | None,
     prompts: dict[str, str],
+    include_prompt: bool = True,
 ) -> None:
     """Write everything but the transformer checkpoint itself (the caller saves that at the folder root)."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"}]
-    pooling_config = {"word_embedding_dimension": hidden_size, "include_prompt": True}
+    pooling_config = {"word_embedding_dimension": hidden_size, "include_prompt": include_prompt}
     pooling_config.update({key: name == pooling for name, key in _POOLING_KEYS.items()})
     _add(folder, modules, "Pooling", pooling_config)
     if dense is not None:

@@ -1,0 +1,52 @@
+"""The decoder model configs, each run on a tiny random model of its own architecture (the hub ids need a network,
+the packaged GGUF decoders are too slow for unit tests): every knob is accepted and does what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from embedlab.cli.common import CONF_DIR, encoder_config
+from embedlab.models import Encoder
+from tests.tiny import TEXTS
+from tests.tiny_decoder import tiny_decoder_folder
+
+CONFIGS = {  # config -> the architecture of its real backbone
+    "qwen2_bidir": "qwen2",
+    "mistral7b_lora": "mistral",
+    "smollm2_bidir": "llama",
+    "qwen25_05b_bidir": "qwen2",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_on_a_tiny_model_of_its_architecture(name: str, tmp_path: Path) -> None:
+    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    assert all(v is not None or k in OmegaConf.to_container(node) for k, v in node.items())
+    cfg = encoder_config(OmegaConf.merge(node, {"path": str(tiny_decoder_folder(tmp_path / "m", CONFIGS[name]))}))
+    enc = Encoder.from_config(cfg)
+    assert enc.backbone.config.is_causal is (not cfg.bidirectional)
+    assert enc.pooling == cfg.pooling and enc.query_prompt.startswith("Instruct: ")
+    for task, text in (cfg.instructions or {}).items():
+        assert enc.query_prompt_for(None if task == "default" else task) == f"Instruct: {text}\nQuery: "
+    assert enc.describe()["lora"] is (cfg.lora is not None)
+    if cfg.lora is not None:
+        assert {n for n, p in enc.named_parameters() if p.requires_grad} and all(
+            "lora_" in n for n, p in enc.named_parameters() if p.requires_grad
+        )
+    if cfg.append_eos:
+        assert enc.tokenizer("x")["input_ids"][-1] == enc.tokenizer.eos_token_id
+    dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
+    assert next(p for n, p in enc.named_parameters() if "embed" in n).dtype == dtype
+    out = enc.encode(TEXTS[:4])
+    assert out.shape == (4, 32) and abs(float((out**2).sum(1).mean()) - 1.0) < 1e-3
+
+
+def test_packaged_names_are_the_hub_ids_hub_py_knows() -> None:
+    from embedlab.hub import PACKAGED
+
+    for name in ("smollm2_bidir", "qwen25_05b_bidir"):
+        assert encoder_config(name).path in PACKAGED
