@@ -3,7 +3,7 @@
 Each problem is one `ConfigError` naming the configuration key and, where there is a choice, the valid values.
 Embedding sizes are read from the model folders (projection, Dense layer or `hidden_size`) without loading any
 weights, so Matryoshka dims and a teacher/student size mismatch are caught at once. What only a built model can
-tell (LoRA target modules) is `check_lora_targets`, for the training CLI to call right after building the student.
+tell (LoRA target modules) is `check_lora_targets`, which `add_lora` runs before peft wraps the backbone.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from torch import nn
 
 from embedlab.cli.common import CONF_DIR, encoder_config
 from embedlab.cli.eval import _as_list
@@ -30,6 +29,7 @@ from embedlab.eval.runner import EvalSettings, check_settings
 from embedlab.hub import resolve_model
 from embedlab.losses import WeightedSum, build_loss
 from embedlab.models import st_format
+from embedlab.models.lora import check_lora_targets  # noqa: F401  (re-exported: the config checks live here)
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 CHOICES = {
@@ -179,14 +179,3 @@ def teacher_dim(teacher: DictConfig) -> int | None:
     if teacher.get("path"):
         return declared_dim(teacher.path, "teacher.path")
     return None
-
-
-def check_lora_targets(model: nn.Module, targets: Iterable[str], key: str = "model.lora.target_modules") -> None:
-    """Every LoRA target must name modules of `model` (as peft matches them: the last part of a module's dotted
-    name, or the whole name); a misspelt target would otherwise fail inside peft or train nothing."""
-    names = [name for name, _ in model.named_modules() if name]
-    suffixes = {name.rsplit(".", 1)[-1] for name in names}
-    absent = [t for t in targets if t not in suffixes and t not in names]
-    if absent:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ConfigError(f"{key}: {absent} match no module of {type(model).__name__}; its linear layers: {linear}")

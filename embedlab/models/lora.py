@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,10 +41,7 @@ def add_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
     """Freeze the backbone and wrap it with fresh adapters (B = 0, so the output is unchanged at first)."""
     from peft import LoraConfig, get_peft_model
 
-    names = {n.rsplit(".", 1)[-1] for n, _ in backbone.named_modules()}
-    missing = [t for t in settings.target_modules if t not in names]
-    if missing:
-        raise ConfigError(f"model.lora.target_modules {missing} are not modules of {type(backbone).__name__}")
+    check_lora_targets(backbone, settings.target_modules)
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -88,3 +86,14 @@ def merged_copy(backbone: nn.Module) -> nn.Module:
 
 def describe(settings: LoraSettings | None) -> dict | None:
     return asdict(settings) if settings else None
+
+
+def check_lora_targets(model: nn.Module, targets: Iterable[str], key: str = "model.lora.target_modules") -> None:
+    """Every LoRA target must name modules of `model` (as peft matches them: the last part of a module's dotted
+    name, or the whole name); a misspelt target would otherwise fail inside peft or train nothing."""
+    names = [name for name, _ in model.named_modules() if name]
+    suffixes = {name.rsplit(".", 1)[-1] for name in names}
+    absent = [t for t in targets if t not in suffixes and t not in names]
+    if absent:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ConfigError(f"{key}: {absent} match no module of {type(model).__name__}; its linear layers: {linear}")
