@@ -7,18 +7,18 @@ the first folder that has a `before/` evaluation (it does not depend on the seed
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from embedlab.report.significance import read_per_query
+
 METRIC = "ndcg_at_10"
 
 
 def per_query(folder: Path) -> dict[str, float]:
-    rows = (json.loads(line) for line in (folder / "per_query" / "scifact.jsonl").read_text().splitlines())
-    return {r["query_id"]: r[METRIC] for r in rows}
+    return {q: row[METRIC] for q, row in read_per_query(folder, "scifact").items()}
 
 
 def interval(diffs: np.ndarray, seed: int = 0, n: int = 10_000) -> tuple[float, float]:
