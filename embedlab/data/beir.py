@@ -49,7 +49,7 @@ def _missing(path: Path, folder: Path) -> EmbedlabError:
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, decoded line); bad bytes or a truncated gzip become a located error."""
     # Decoding line by line (not through a buffered text stream) keeps the reported line number exact.
     lineno = 0
@@ -65,10 +65,16 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataFormatError(path, lineno + 1, None, f"corrupt or truncated gzip data ({e})") from e
 
 
+def corpus_text(title: str, text: str) -> str:
+    """The string a corpus record stands for: BEIR's and MTEB's sentence-transformers wrappers join title and body
+    this way, so scores compare."""
+    return (title + " " + text).strip()
+
+
 def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
     """Yield (line, _id, text) per record; for corpora, text is the title joined to the body."""
     seen: dict[str, int] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in read_lines(path):
         if not line.strip():
             continue  # a trailing blank line is not a record
         try:
@@ -91,8 +97,7 @@ def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str
             title = rec["title"]
             if not isinstance(title, str):
                 raise DataFormatError(path, lineno, "title", f"not a string: {type(title).__name__}")
-            # Same joining rule as BEIR's and MTEB's sentence-transformers wrappers, so scores compare.
-            text = (title + " " + text).strip()
+            text = corpus_text(title, text)
         elif optional_title:
             text = text.strip()
         yield lineno, doc_id, text
@@ -101,7 +106,7 @@ def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str
 def _read_qrels(path: Path) -> Iterator[tuple[int, str, str, int]]:
     """Yield (line, query id, doc id, score); the BEIR header line is required."""
     lineno = 0
-    for lineno, line in _lines(path):
+    for lineno, line in read_lines(path):
         # Qrels ids are bare tokens (BEIR writes them unquoted), so a tab split is exact here, unlike
         # the quoted STS files; stripping "\r" accepts the CRLF copies found upstream.
         row = line.rstrip("\r\n").split("\t")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedlab.data.beir import find_data_file, load_beir, read_beir_jsonl
+from embedlab.data.beir import corpus_text, find_data_file, load_beir, read_beir_jsonl, read_lines
 from embedlab.data.sts import load_sts
 from embedlab.data.tasks import resolve_data_path
 from embedlab.errors import ConfigError, DataFormatError
@@ -97,20 +97,20 @@ def _jsonl_texts(path: Path, id_field: str, text_field: str) -> Iterator[tuple[s
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) per non-blank line; a malformed line is one DataFormatError naming file and line."""
+    """(line number, object) per non-blank line of a .jsonl or .jsonl.gz file; a malformed line is one
+    DataFormatError naming file and line."""
     if not path.is_file():
         raise ConfigError(f"{path} not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataFormatError(path, lineno, None, "expected a JSON object")
-            yield lineno, rec
+    for lineno, line in read_lines(path):  # gzip-aware; bad bytes are located errors too
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, lineno, None, f"invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataFormatError(path, lineno, None, "expected a JSON object")
+        yield lineno, rec
 
 
 def read_pairs(
@@ -121,8 +121,15 @@ def read_pairs(
     root: str | Path | None = None,
 ) -> list[PairExample]:
     """(query, positive) pairs from BEIR qrels (one example per relevant document), with hard negatives from a
-    mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given."""
-    data = load_beir(resolve_data_path(str(folder), root), split=split)
+    mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given.
+
+    `folder` may instead name a JSONL(.gz) file of generated-query pairs (see `read_query_pairs`)."""
+    path = resolve_data_path(str(folder), root)
+    if path.is_file():
+        if negatives_file is not None and num_negatives > 0:
+            raise ConfigError(f"{path}: mined negatives need a BEIR folder (a corpus to look them up in)")
+        return read_query_pairs(path)
+    data = load_beir(path, split=split)
     negatives: dict[str, list[str]] = {}
     if negatives_file is not None and num_negatives > 0:
         path = Path(negatives_file)
@@ -148,6 +155,25 @@ def read_pairs(
                 )
     if not examples:
         raise ConfigError(f"no training pairs from {folder} split {split!r} (with {num_negatives} negatives each)")
+    return examples
+
+
+def read_query_pairs(path: Path) -> list[PairExample]:
+    """BEIR's generated-query training files: one {"_id", "title", "text", "query"} per line, the passage being
+    the query's positive. A passage appears once per query, so the positive id (not the line) names the document:
+    two queries of one passage in a batch are then not each other's negatives."""
+    examples = []
+    for lineno, rec in read_jsonl(path):
+        for key in ("_id", "text", "query"):
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise DataFormatError(path, lineno, key, "missing or not a non-empty string")
+        title = rec.get("title", "")
+        if not isinstance(title, str):
+            raise DataFormatError(path, lineno, "title", "not a string")
+        doc = corpus_text(title, rec["text"])
+        examples.append(PairExample(f"{rec['_id']}#{lineno}", rec["query"], rec["_id"], doc))
+    if not examples:
+        raise ConfigError(f"no training pairs in {path}")
     return examples
 
 
