@@ -3,7 +3,8 @@
 #   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, bf16),
 #     so the mixing runs join that sweep's InfoNCE and focal γ=1,2 runs in one report. The overrides are the focal
 #     sweep's, spelled out (they resolve to experiment=kalm_v2) so the report names configurations alike.
-#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test, zero-shot (experiment=kalm_v2_genq, 30 steps).
+#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 20
+#     steps, 1,000-document SciFact corpus: see that file).
 # Runs go seed by seed (all arms of seed 0 first), so a cut-short session still leaves comparable arms; a run whose
 # folder already holds a manifest is skipped, so rerunning resumes.
 #   bash experiments/kalm_v2.sh [output dir] [focal sweep dir]      (SEEDS="0 1" to limit the seeds)
