@@ -3,11 +3,11 @@
 #   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, bf16),
 #     so the mixing runs join that sweep's InfoNCE and focal γ=1,2 runs in one report. The overrides are the focal
 #     sweep's, spelled out (they resolve to experiment=kalm_v2) so the report names configurations alike.
-#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 20
+#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 40
 #     steps, 1,000-document SciFact corpus: see that file).
 # Runs go seed by seed (all arms of seed 0 first), so a cut-short session still leaves comparable arms; a run whose
 # folder already holds a manifest is skipped, so rerunning resumes.
-#   bash experiments/kalm_v2.sh [output dir] [focal sweep dir]      (SEEDS="0 1" to limit the seeds)
+#   bash experiments/kalm_v2.sh [output dir] [focal sweep dir]   (SEEDS="0 1", LEGS=genq: a subset)
 set -euo pipefail
 OUT=${1:-outputs/kalm_v2}
 FOCAL=${2:-outputs/focal_sweep}
@@ -23,11 +23,16 @@ run() {  # run <dir> <overrides...>
     "$BIN/embedlab-train" "$@" hydra.run.dir="$dir"
 }
 
+LEGS=${LEGS:-scifact genq}
 for seed in ${SEEDS:-0 1 2}; do
-    run "$OUT/scifact/mixing/$seed" seed="$seed" "$MIX" "${COMMON[@]}"
-    run "$OUT/genq/infonce/$seed" experiment=kalm_v2_genq seed="$seed"
-    run "$OUT/genq/focal/$seed" experiment=kalm_v2_genq "${FOCAL1[@]}" seed="$seed"
-    run "$OUT/genq/mixing/$seed" experiment=kalm_v2_genq "$MIX" seed="$seed"
+    if [[ $LEGS == *scifact* ]]; then
+        run "$OUT/scifact/mixing/$seed" seed="$seed" "$MIX" "${COMMON[@]}"
+    fi
+    if [[ $LEGS == *genq* ]]; then
+        run "$OUT/genq/infonce/$seed" experiment=kalm_v2_genq seed="$seed"
+        run "$OUT/genq/focal/$seed" experiment=kalm_v2_genq "${FOCAL1[@]}" seed="$seed"
+        run "$OUT/genq/mixing/$seed" experiment=kalm_v2_genq "$MIX" seed="$seed"
+    fi
 done
 
 METRICS=(--task scifact --metric ndcg_at_10 --metric recall_at_100 --baseline loss=infonce)

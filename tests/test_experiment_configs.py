@@ -38,7 +38,7 @@ def test_kalm_v2_is_the_focal_sweep_settings() -> None:
 def test_kalm_v2_genq_only_swaps_the_data_and_the_budget() -> None:
     base, genq = _compose("experiment=kalm_v2"), _compose("experiment=kalm_v2_genq")
     assert genq["data"]["path"] == "arguana/generated-queries/train.jsonl.gz" and genq["data"]["max_length"] == 128
-    assert genq["trainer"]["max_steps"] == 20 and genq["eval"]["tasks"] == ["scifact"] and genq["eval"]["max_docs"]
+    assert genq["trainer"]["max_steps"] == 40 and genq["eval"]["tasks"] == ["scifact"] and genq["eval"]["max_docs"]
     genq["trainer"]["max_steps"] = base["trainer"]["max_steps"]
     genq["eval"]["max_docs"] = base["eval"]["max_docs"]
     assert {k: v for k, v in genq.items() if k != "data"} == {k: v for k, v in base.items() if k != "data"}
