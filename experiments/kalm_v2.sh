@@ -16,11 +16,11 @@ COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=fals
 MIX=loss.infonce.hn_mixing.enabled=true
 FOCAL1=(loss=focal_infonce loss.focal_infonce.gamma=1)
 
-run() {  # run <dir> <overrides...>
-    local dir=$1
+run() {  # run <dir> <overrides...>: one job of a multirun, so Hydra records the overrides as the focal sweep's
+    local dir=$1  #   (a multirun writes export=False where a single run keeps export=false; the report names by them)
     shift
     [[ -f $dir/manifest.json ]] && return 0
-    "$BIN/embedlab-train" "$@" hydra.run.dir="$dir"
+    "$BIN/embedlab-train" -m "$@" hydra.sweep.dir="$(dirname "$dir")" hydra.sweep.subdir="$(basename "$dir")"
 }
 
 LEGS=${LEGS:-scifact genq}
