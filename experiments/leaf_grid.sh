@@ -8,5 +8,5 @@
 set -euo pipefail
 OUT=${1:-outputs/leaf_grid}
 BIN=${BIN:-.venv/bin}
-"$BIN/embedlab-train" experiment=leaf_demo export=false \
-    'eval.dims=[96,192,384]' 'eval.precisions=[float32,int8,binary]' hydra.run.dir="$OUT" "${@:2}"
+# experiment=leaf_grid: leaf_demo with export=false, eval.dims=[96,192,384], eval.precisions=[float32,int8,binary]
+"$BIN/embedlab-train" experiment=leaf_grid hydra.run.dir="$OUT" "${@:2}"

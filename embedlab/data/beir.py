@@ -46,6 +46,12 @@ def _missing(path: Path, folder: Path) -> EmbedlabError:
     )
 
 
+def corpus_text(title: str, text: str) -> str:
+    """The string a corpus record stands for: BEIR's and MTEB's sentence-transformers wrappers join title and body
+    this way, so scores compare."""
+    return (title + " " + text).strip()
+
+
 def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str, str]]:
     """Yield (line, _id, text) per record; for corpora, text is the title joined to the body.
 
@@ -58,8 +64,7 @@ def read_beir_jsonl(path: Path, optional_title: bool) -> Iterator[tuple[int, str
         text = string(path, lineno, "text", rec.get("text"), empty_ok=optional_title)
         if optional_title and "title" in rec:
             title = string(path, lineno, "title", rec["title"], empty_ok=True)
-            # Same joining rule as BEIR's and MTEB's sentence-transformers wrappers, so scores compare.
-            text = (title + " " + text).strip()
+            text = corpus_text(title, text)
         elif optional_title:
             text = text.strip()
         if not text:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedlab.data.beir import find_data_file, load_beir, read_beir_jsonl
+from embedlab.data.beir import corpus_text, find_data_file, load_beir, read_beir_jsonl
 from embedlab.data.lines import first_seen, identifier, numbers, read_jsonl, string, strings
 from embedlab.data.sts import load_sts
 from embedlab.data.tasks import resolve_data_path
@@ -112,8 +112,15 @@ def read_pairs(
     root: str | Path | None = None,
 ) -> list[PairExample]:
     """(query, positive) pairs from BEIR qrels (one example per relevant document), with hard negatives from a
-    mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given."""
-    data = load_beir(resolve_data_path(str(folder), root), split=split)
+    mined JSONL file ({"query_id", "negative_ids": [...]}, as `embedlab-mine` writes) when given.
+
+    `folder` may instead name a JSONL(.gz) file of generated-query pairs (see `read_query_pairs`)."""
+    path = resolve_data_path(str(folder), root)
+    if path.is_file():
+        if negatives_file is not None and num_negatives > 0:
+            raise ConfigError(f"{path}: mined negatives need a BEIR folder (a corpus to look them up in)")
+        return read_query_pairs(path)
+    data = load_beir(path, split=split)
     negatives: dict[str, list[str]] = {}
     if negatives_file is not None and num_negatives > 0:
         path = Path(negatives_file)
@@ -140,6 +147,25 @@ def read_pairs(
                 )
     if not examples:
         raise ConfigError(f"no training pairs from {folder} split {split!r} (with {num_negatives} negatives each)")
+    return examples
+
+
+def read_query_pairs(path: Path) -> list[PairExample]:
+    """BEIR's generated-query training files: one {"_id", "title", "text", "query"} per line, the passage being
+    the query's positive. A passage appears once per query, so the positive id (not the line) names the document:
+    two queries of one passage in a batch are then not each other's negatives."""
+    examples = []
+    for lineno, rec in read_jsonl(path):
+        for key in ("_id", "text", "query"):
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise DataFormatError(path, lineno, key, "missing or not a non-empty string")
+        title = rec.get("title", "")
+        if not isinstance(title, str):
+            raise DataFormatError(path, lineno, "title", "not a string")
+        doc = corpus_text(title, rec["text"])
+        examples.append(PairExample(f"{rec['_id']}#{lineno}", rec["query"], rec["_id"], doc))
+    if not examples:
+        raise ConfigError(f"no training pairs in {path}")
     return examples
 
 

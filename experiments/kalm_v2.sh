@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# KaLM-Embedding-V2-style ablation: InfoNCE vs focal InfoNCE (γ) vs InfoNCE + online hard-negative mixing.
+#   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, bf16),
+#     so the mixing runs join that sweep's InfoNCE and focal γ=1,2 runs in one report. The overrides are the focal
+#     sweep's, spelled out (they resolve to experiment=kalm_v2) so the report names configurations alike.
+#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 40
+#     steps, 1,000-document SciFact corpus: see that file).
+# Runs go seed by seed (all arms of seed 0 first), so a cut-short session still leaves comparable arms; a run whose
+# folder already holds a manifest is skipped, so rerunning resumes.
+#   bash experiments/kalm_v2.sh [output dir] [focal sweep dir]   (SEEDS="0 1", LEGS=genq: a subset)
+set -euo pipefail
+OUT=${1:-outputs/kalm_v2}
+FOCAL=${2:-outputs/focal_sweep}
+BIN=${BIN:-.venv/bin}
+COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=false)
+MIX=loss.infonce.hn_mixing.enabled=true
+FOCAL1=(loss=focal_infonce loss.focal_infonce.gamma=1)
+
+run() {  # run <dir> <overrides...>: one job of a multirun, so Hydra records the overrides as the focal sweep's
+    local dir=$1  #   (a multirun writes export=False where a single run keeps export=false; the report names by them)
+    shift
+    [[ -f $dir/manifest.json ]] && return 0
+    "$BIN/embedlab-train" -m "$@" hydra.sweep.dir="$(dirname "$dir")" hydra.sweep.subdir="$(basename "$dir")"
+}
+
+LEGS=${LEGS:-scifact genq}
+for seed in ${SEEDS:-0 1 2}; do
+    if [[ $LEGS == *scifact* ]]; then
+        run "$OUT/scifact/mixing/$seed" seed="$seed" "$MIX" "${COMMON[@]}"
+    fi
+    if [[ $LEGS == *genq* ]]; then
+        run "$OUT/genq/infonce/$seed" experiment=kalm_v2_genq seed="$seed"
+        run "$OUT/genq/focal/$seed" experiment=kalm_v2_genq "${FOCAL1[@]}" seed="$seed"
+        run "$OUT/genq/mixing/$seed" experiment=kalm_v2_genq "$MIX" seed="$seed"
+    fi
+done
+
+METRICS=(--task scifact --metric ndcg_at_10 --metric recall_at_100 --baseline loss=infonce)
+"$BIN/embedlab-report" "$FOCAL/infonce" "$FOCAL/focal" "$OUT/scifact" "${METRICS[@]}" --out "$OUT/report_scifact"
+"$BIN/embedlab-report" "$OUT/genq" "${METRICS[@]}" --out "$OUT/report_genq"
