@@ -72,3 +72,14 @@ def test_varied_knobs_name_what_the_sweep_changes(tmp_path: Path) -> None:
         "loss.gamma": ["1", "2", "(default)"],
         "seed": ["0", "1"],
     }
+
+
+def test_boolean_spellings_of_single_runs_and_multiruns_are_one_configuration(tmp_path: Path) -> None:
+    """A single run records `export=false`, a multirun `export=False`: the same configuration."""
+    make_run(tmp_path, "single", ["export=false", "loss=infonce", "seed=0"], seed=0, ndcg=0.5)
+    make_run(tmp_path, "multi", ["export=False", "loss=infonce", "seed=1"], seed=1, ndcg=0.6)
+    make_run(tmp_path, "other", ["export=False", "loss=focal_infonce", "seed=0"], seed=0, ndcg=0.4)
+    runs = find_runs([tmp_path])
+    assert {r.overrides[0] for r in runs} == {"export=false"}
+    names = dict(zip((r.path.name for r in runs), configuration_names(runs), strict=True))
+    assert names["single"] == names["multi"] != names["other"]

@@ -47,7 +47,7 @@ def load_run(path: Path) -> Run:
         raise DataFormatError(path / "metrics.json", e.lineno, None, f"not valid JSON ({e.msg})") from None
     config = _read_yaml(path / "config.yaml") or {}
     overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = tuple(_read_yaml(overrides_file) or ()) if overrides_file.exists() else ()
+    overrides = tuple(map(_spelled, _read_yaml(overrides_file) or ())) if overrides_file.exists() else ()
     hydra_file = path / ".hydra" / "hydra.yaml"
     hydra_cfg = (_read_yaml(hydra_file) or {}) if hydra_file.exists() else {}
     choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices") or {}
@@ -65,6 +65,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     if not found:
         raise EmbedlabError(f"no run directories (metrics.json + config.yaml) under {', '.join(map(str, paths))}")
     return sorted(found, key=lambda r: str(r.path))
+
+
+def _spelled(override: str) -> str:
+    """One spelling per value: a multirun records `export=False` where a single run records `export=false`."""
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{value.lower()}" if value in ("True", "False") else override
 
 
 def _key(override: str) -> str:
