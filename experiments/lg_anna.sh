@@ -8,4 +8,4 @@ BIN=${BIN:-.venv/bin}
 "$BIN/embedlab-train" -m experiment=lg_anna seed="$SEEDS" mining=none teacher_scores=none loss=infonce data.num_negatives=0 \
     hydra.sweep.dir="$OUT/in_batch"
 "$BIN/embedlab-train" -m experiment=lg_anna seed="$SEEDS" hydra.sweep.dir="$OUT/mined_kl"
-"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10 --baseline "loss=infonce"
+"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10 --baseline "mining=none teacher_scores=none loss=infonce data.num_negatives=0"
