@@ -3,12 +3,12 @@ vs precision (from each run's grid.jsonl, averaged over seeds; drawn only when t
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from embedlab.data.lines import read_jsonl
 from embedlab.errors import DataFormatError
 from embedlab.report.compare import Comparison
 from embedlab.report.plots import bar_png, line_png
@@ -23,13 +23,7 @@ def read_grid(run: str | Path) -> list[dict]:
     if not path.exists():
         return []
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(path, line_no, None, f"not valid JSON ({e.msg})") from None
+    for line_no, row in read_jsonl(path):
         for key in ("task", "dim", "precision"):
             if key not in row:
                 raise DataFormatError(path, line_no, key, "missing")

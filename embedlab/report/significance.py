@@ -18,13 +18,13 @@ seeds in the same table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embedlab.data.lines import read_jsonl
 from embedlab.errors import DataFormatError, EmbedlabError
 
 METHODS = ("randomization", "bootstrap")
@@ -47,20 +47,13 @@ def read_per_query(run: str | Path, task: str) -> dict[str, dict[str, float]]:
     if not path.exists():
         raise EmbedlabError(f"{path}: no per-query scores (needed for the paired test)")
     out: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, line_no, None, f"not valid JSON ({e.msg})") from None
-            if "query_id" not in row:
-                raise DataFormatError(path, line_no, "query_id", "missing (STS per-pair scores have no query metric)")
-            qid = str(row.pop("query_id"))
-            if qid in out:
-                raise DataFormatError(path, line_no, "query_id", f"duplicate query {qid!r}")
-            out[qid] = row
+    for line_no, row in read_jsonl(path):
+        if "query_id" not in row:
+            raise DataFormatError(path, line_no, "query_id", "missing (STS per-pair scores have no query metric)")
+        qid = str(row.pop("query_id"))
+        if qid in out:
+            raise DataFormatError(path, line_no, "query_id", f"duplicate query {qid!r}")
+        out[qid] = row
     return out
 
 
