@@ -34,10 +34,10 @@ def chunk_inputs(inputs: Inputs, chunk_size: int) -> Iterator[Inputs]:
     mask = inputs["attention_mask"]
     rows, width = mask.shape
     for start in range(0, rows, chunk_size):
-        rows_ = slice(start, start + chunk_size)
-        used = mask[rows_].any(0).nonzero()
+        part = slice(start, start + chunk_size)
+        used = mask[part].any(0).nonzero()
         keep = int(used[-1]) + 1 if len(used) else width
-        yield {k: v[rows_, :keep] if v.dim() >= 2 and v.shape[1] == width else v[rows_] for k, v in inputs.items()}
+        yield {k: v[part, :keep] if v.dim() >= 2 and v.shape[1] == width else v[part] for k, v in inputs.items()}
 
 
 @dataclass
