@@ -156,14 +156,11 @@ def read_query_pairs(path: Path) -> list[PairExample]:
     two queries of one passage in a batch are then not each other's negatives."""
     examples = []
     for lineno, rec in read_jsonl(path):
-        for key in ("_id", "text", "query"):
-            if not isinstance(rec.get(key), str) or not rec[key].strip():
-                raise DataFormatError(path, lineno, key, "missing or not a non-empty string")
-        title = rec.get("title", "")
-        if not isinstance(title, str):
-            raise DataFormatError(path, lineno, "title", "not a string")
-        doc = corpus_text(title, rec["text"])
-        examples.append(PairExample(f"{rec['_id']}#{lineno}", rec["query"], rec["_id"], doc))
+        doc_id = string(path, lineno, "_id", rec.get("_id"))
+        text = string(path, lineno, "text", rec.get("text"))
+        query = string(path, lineno, "query", rec.get("query"))
+        title = string(path, lineno, "title", rec.get("title", ""), empty_ok=True)
+        examples.append(PairExample(f"{doc_id}#{lineno}", query, doc_id, corpus_text(title, text)))
     if not examples:
         raise ConfigError(f"no training pairs in {path}")
     return examples
