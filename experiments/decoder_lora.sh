@@ -13,7 +13,7 @@ SEEDS=${2:-0}
 EXTRA=("${@:3}")
 BIN=${BIN:-.venv/bin}
 COMMON=(model=smollm2_bidir model.max_length=64 data.max_length=48 data.batch_size=8 trainer.max_steps=10
-    optim.lr=3e-4 model.precision=bf16 trainer.precision=bf16-mixed eval.limit=50 eval.max_docs=150
+    optim.lr=3e-4 eval.limit=50 eval.max_docs=150
     logger=csv export=true)
 for mode in causal bidirectional; do
     bidir=$([ "$mode" = bidirectional ] && echo true || echo false)

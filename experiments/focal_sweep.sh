@@ -5,7 +5,7 @@
 set -euo pipefail
 OUT=${1:-outputs/focal_sweep}
 BIN=${BIN:-.venv/bin}
-COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=false)
+COMMON=(logger=csv export=false)
 "$BIN/embedlab-train" -m seed=0,1,2 "${COMMON[@]}" hydra.sweep.dir="$OUT/infonce"
 "$BIN/embedlab-train" -m loss=focal_infonce loss.focal_infonce.gamma=1,2 seed=0,1,2 "${COMMON[@]}" \
     hydra.sweep.dir="$OUT/focal"

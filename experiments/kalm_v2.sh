@@ -12,7 +12,7 @@ set -euo pipefail
 OUT=${1:-outputs/kalm_v2}
 FOCAL=${2:-outputs/focal_sweep}
 BIN=${BIN:-.venv/bin}
-COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=false)
+COMMON=(logger=csv export=false)
 MIX=loss.infonce.hn_mixing.enabled=true
 FOCAL1=(loss=focal_infonce loss.focal_infonce.gamma=1)
 

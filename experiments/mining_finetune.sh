@@ -9,7 +9,7 @@ set -euo pipefail
 OUT=${1:-outputs/mining_finetune}
 BIN=${BIN:-.venv/bin}
 K=${K:-1}  # mined negatives per pair in training
-COMMON=(model.precision=bf16 trainer.precision=bf16-mixed logger=csv export=false)
+COMMON=(logger=csv export=false)
 # in-batch only is experiments/focal_sweep.sh's infonce row (same settings): reuse it when it is there
 if [ -d outputs/focal_sweep/infonce ] && [ ! -d "$OUT/in_batch" ]; then
     mkdir -p "$OUT" && cp -r outputs/focal_sweep/infonce "$OUT/in_batch"

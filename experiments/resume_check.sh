@@ -8,7 +8,7 @@
 set -euo pipefail
 OUT=${1:-outputs/resume_check}
 BIN=${BIN:-.venv/bin}
-ARGS=(seed=0 model.precision=bf16 trainer.precision=bf16-mixed logger=csv checkpoint.every_n_steps=5)
+ARGS=(seed=0 logger=csv checkpoint.every_n_steps=5)
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 "$BIN/embedlab-train" "${ARGS[@]}" hydra.run.dir="$OUT/uninterrupted" > "$OUT/uninterrupted.log" 2>&1

@@ -9,7 +9,7 @@ PY=${PY:-.venv/bin/python}
 DATA="$OUT/data"
 $PY experiments/scifact_data.py "$DATA" --dev 200
 # Training and evaluation as in focal_sweep.sh: one epoch (21 steps of 32 pairs), bf16 autocast, bf16 encoding.
-COMMON=(data.root="$DATA" data.split=fit model.precision=bf16 trainer.precision=bf16-mixed logger=csv
+COMMON=(data.root="$DATA" data.split=fit logger=csv
         eval.before_training=false)
 INGREDIENTS=()
 for spec in 0:2e-5 1:3e-5 2:5e-5 3:1e-4; do
@@ -23,7 +23,7 @@ done
 LIST=$(IFS=,; echo "${INGREDIENTS[*]}")
 for method in uniform greedy; do
     if [[ ! -f "$OUT/$method/metrics.json" || ! -d "$OUT/$method/model" ]]; then
-        nice -n 10 $PY -m embedlab.cli.soup method=$method "models=[$LIST]" data.root="$DATA" model.precision=bf16 \
+        nice -n 10 $PY -m embedlab.cli.soup method=$method "models=[$LIST]" data.root="$DATA" \
             dev.split=dev eval.tasks=[scifact] hydra.run.dir="$OUT/$method"
     fi
 done

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# `precision: auto` is bf16 on CPUs with native bf16 and fp32 elsewhere: pinned here (and in every CLI subprocess,
+# which inherits the environment) so the suite's numbers do not depend on the CPU kind it lands on.
+# tests/test_precision.py fakes both kinds of CPU.
+os.environ["EMBEDLAB_AUTO_PRECISION"] = "fp32"
 # Same lookup as tests/test_data.py: $EMBEDLAB_DATA, else ../shared/data beside the repository.
 REAL_DATA = Path(os.environ.get("EMBEDLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 

@@ -104,3 +104,33 @@ def test_failed_compute_writes_nothing(tmp_path) -> None:
     cache.get_or_compute(key, 2, lambda: np.ones((2, 3)))
     np.testing.assert_array_equal(np.load(cache.path(key)), np.ones((2, 3), np.float32))
     assert no_temp_files(tmp_path)
+
+
+def test_encoders_sharing_a_backbone_encode_the_texts_once(tmp_path, tok, monkeypatch) -> None:
+    """The shipped student and the same student with a fitted projection: one backbone pass, and each gets the
+    vectors its own `encode` gives (the demo's "as shipped" row costs no corpus pass)."""
+    import copy
+
+    from torch import nn
+
+    from tests.tiny import TEXTS, tiny_encoder
+
+    headed = tiny_encoder(tok, projection=16)
+    shipped = copy.deepcopy(headed)
+    shipped.projection = None
+    assert headed.fingerprint(head=False) == shipped.fingerprint(head=False)
+    assert headed.fingerprint() != shipped.fingerprint()
+    passes = []
+    encode = type(headed).encode
+    monkeypatch.setattr(
+        type(headed), "encode", lambda self, texts, **kw: passes.append(len(texts)) or encode(self, texts, **kw)
+    )
+    cache = EmbeddingCache(tmp_path)
+    for encoder in (shipped, headed):
+        got = encode_cached(encoder, TEXTS, kind="document", cache=cache, batch_size=4)
+        np.testing.assert_allclose(got, encode(encoder, TEXTS, batch_size=4), atol=1e-6)
+    assert passes == [len(TEXTS)]  # the second encoder reused the first one's features
+    nn.init.zeros_(headed.projection.weight)  # a changed head: new vectors, still no new backbone pass
+    got = encode_cached(headed, TEXTS, kind="document", cache=cache, batch_size=4)
+    np.testing.assert_allclose(got, encode(headed, TEXTS, batch_size=4), atol=1e-6)
+    assert passes == [len(TEXTS)]

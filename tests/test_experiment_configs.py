@@ -30,7 +30,7 @@ def test_recipe_composes_and_comments_every_knob(name: str) -> None:
 
 
 def test_kalm_v2_is_the_focal_sweep_settings() -> None:
-    sweep = ["model.precision=bf16", "trainer.precision=bf16-mixed", "logger=csv", "export=false"]
+    sweep = ["logger=csv", "export=false"]
     for arm in ([], ["loss.infonce.hn_mixing.enabled=true"], ["loss=focal_infonce", "loss.focal_infonce.gamma=1"]):
         assert _compose("experiment=kalm_v2", *arm) == _compose(*sweep, *arm)
 
@@ -47,3 +47,16 @@ def test_kalm_v2_genq_only_swaps_the_data_and_the_budget() -> None:
 def test_leaf_grid_is_leaf_demo_over_the_grid() -> None:
     grid = ["export=false", "eval.dims=[96,192,384]", "eval.precisions=[float32,int8,binary]"]
     assert _compose("experiment=leaf_grid") == _compose("experiment=leaf_demo", *grid)
+
+
+@pytest.mark.parametrize("name", [*EXPERIMENTS, None])
+def test_every_precision_knob_defaults_to_auto(name: str | None) -> None:
+    """Shipped configs and recipes leave precision to the hardware (embedlab/precision.py)."""
+    cfg = _compose(*([f"experiment={name}"] if name else []), "teacher=mpnet", "teacher_scores=mpnet")
+    knobs = {
+        "model": cfg["model"]["precision"],
+        "teacher": cfg["teacher"]["precision"],
+        "trainer": cfg["trainer"]["precision"],
+        **{f"teacher_scores.{i}": t["precision"] for i, t in enumerate(cfg["teacher_scores"]["teachers"])},
+    }
+    assert set(knobs.values()) == {"auto"}, knobs

@@ -81,6 +81,25 @@ def test_a_leaf_run_holds_what_the_notebook_reads(leaf_run_dir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_shipped_row_is_the_student_model_as_released(leaf_run_dir: Path, real_data: Path) -> None:
+    """ "student (as shipped)": the student folder evaluated by itself (no projection), not the projected student."""
+    from embedlab.eval.runner import EvalSettings, evaluate_task
+    from embedlab.models import Encoder
+
+    released = Encoder.from_pretrained(str(leaf_run_dir.parent / "student_model"), precision="fp32")
+    direct = evaluate_task("scifact", released, settings=EvalSettings(limit=10, max_docs=100), data_root=real_data)
+    shipped = json.loads((leaf_run_dir / "shipped" / "metrics.json").read_text())["scifact"]
+    before = json.loads((leaf_run_dir / "before" / "metrics.json").read_text())["scifact"]
+    assert shipped["ndcg_at_10"] == pytest.approx(direct.metrics["ndcg_at_10"], abs=1e-9)
+    assert shipped != before
+    assert list(json.loads((leaf_run_dir / "results.json").read_text()))[:3] == [
+        "teacher",
+        "student (as shipped)",
+        "student (before)",
+    ]
+
+
+@pytest.mark.slow
 def test_leaf_alignment_notebook_renders(leaf_run_dir: Path) -> None:
     nb = execute("leaf_alignment.ipynb", {"EMBEDLAB_RUN": str(leaf_run_dir)})
     text, images = outputs(nb)

@@ -88,6 +88,9 @@ def test_plain_infonce_run(workdir: Path, env: dict[str, str]) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["steps"] == 2 and len(manifest["models"]["student"]) == 64
     assert manifest["teacher_source"] is None and "teacher" not in manifest["models"]
+    precision = manifest["precision"]  # `auto` resolved (the suite pins it to fp32) and why
+    assert precision["resolved"] == {"model": "fp32", "teacher": None, "trainer": "32-true"}
+    assert precision["reason"] == "EMBEDLAB_AUTO_PRECISION=fp32 -> fp32"
     with open(next((out / "logs").glob("version_*/metrics.csv")), newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows if r.get("train/loss")] == ["0", "1"]

@@ -27,6 +27,7 @@ from embedlab.io import atomic_path, sha256_file, write_json_atomic, write_text_
 from embedlab.lit.optim import OptimConfig
 from embedlab.lit.reranker import PairCollator, RerankerModule
 from embedlab.manifest import build_manifest
+from embedlab.precision import resolve_trainer
 from embedlab.scoring.scorers import CrossEncoderScorer
 
 log = logging.getLogger("embedlab.reranker")
@@ -71,8 +72,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     module = RerankerModule(
         model, optim, student_temperature=cfg.student_temperature, teacher_temperature=cfg.teacher_temperature
     )
+    trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_settings["precision"] = resolve_trainer(
+        trainer_settings["precision"], trainer_settings.get("accelerator", "auto")
+    )
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_settings,
         logger=pl.loggers.CSVLogger(out_dir, name="logs"),
         callbacks=[pl.callbacks.TQDMProgressBar(refresh_rate=10)],
         enable_checkpointing=False,

@@ -43,6 +43,8 @@ from embedlab.losses import build_loss
 from embedlab.manifest import build_manifest
 from embedlab.models import Encoder
 from embedlab.models.projection import fit_ridge, set_linear
+from embedlab.precision import record as precision_record
+from embedlab.precision import resolve_trainer, trainer_device
 from embedlab.report.table import format_table
 
 log = logging.getLogger("embedlab.train")
@@ -71,7 +73,7 @@ def build_teacher(
         return None, TeacherTable.from_file(t.file, ids)
     if not t.get("path"):
         return None, None
-    settings = {"max_length": t.get("max_length"), "precision": t.get("precision", "fp32")}
+    settings = {"max_length": t.get("max_length"), "precision": t.get("precision", "auto")}
     node = OmegaConf.merge(
         OmegaConf.structured(encoder_config(t.path).__dict__), {k: v for k, v in settings.items() if v is not None}
     )
@@ -105,6 +107,11 @@ def init_projection(
     weight, bias = fit_ridge(np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
     set_linear(student.projection, weight, bias)
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
+
+
+def shipped_model(model: DictConfig) -> Encoder:
+    """The configured student without the new projection head: the model as released."""
+    return build_encoder(OmegaConf.merge(model, {"projection_dim": None}))
 
 
 def make_logger(cfg: DictConfig, out_dir: Path, labels: SweepLabels | None = None):
@@ -226,11 +233,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     cosines_before = agreement()
     summary: dict = {"heldout_cosine_before": _mean(cosines_before)}
     if main_process and cfg.eval.before_training:
+        if cfg.model.get("projection_dim") and not cfg.model.get("lora"):
+            # The backbone as released, in its own space (no new head): what LEAF into the teacher's space cost or
+            # gained. Same backbone as the student before training, so the corpus pass is shared via the cache.
+            systems["student (as shipped)"] = evaluate(tasks, "shipped", shipped_model(cfg.model))
         systems["student (before)"] = evaluate(tasks, "before", student)
         if asymmetric:
             systems["asymmetric (before)"] = evaluate(retrieval_tasks, "asymmetric_before", teacher, student)
 
     trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_settings["precision"] = resolve_trainer(trainer_settings["precision"], trainer_settings["accelerator"])
     strategy = build_strategy(
         trainer_settings.pop("strategy", "auto"),
         trainer_settings.pop("fsdp", None),
@@ -255,11 +267,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         default_root_dir=str(out_dir),
         deterministic=True,
     )
+    fit_started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # raised after the step's checkpoint was saved: the run is unfinished, not failed
         log.warning("stopped by SIGTERM at step %d; continue with resume=%s", trainer.global_step, out_dir)
         sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
+    fit_seconds = round(time.perf_counter() - fit_started, 1)  # training alone (in-training evaluations included)
     if isinstance(trainer.logger, pl.loggers.WandbLogger):
         trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
     if not trainer.is_global_zero:
@@ -276,7 +290,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             out_dir / "heldout_cosine.jsonl", ({"id": ids[i], "before": b, "after": a} for i, b, a in rows)
         )
     summary.update(
-        heldout_cosine=_mean(cosines), steps=trainer.global_step, train_seconds=round(time.perf_counter() - started, 1)
+        heldout_cosine=_mean(cosines),
+        steps=trainer.global_step,
+        train_seconds=fit_seconds,
+        run_seconds=round(time.perf_counter() - started, 1),  # the whole run: data, teacher, evaluations, export
     )
     summary["nonfinite_skipped"] = module.nonfinite.skipped  # steps dropped under nonfinite=skip
     if cfg.export:
@@ -290,7 +307,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             seed=cfg.seed,
             data={"train_texts": fingerprint(texts)},
             models={"student": student.fingerprint(), **({"teacher": teacher.fingerprint()} if teacher else {})},
-            extra={"summary": summary, "teacher_source": table.source if table is not None else None},
+            extra={
+                "summary": summary,
+                "teacher_source": table.source if table is not None else None,
+                "precision": precision_record(
+                    {
+                        "model": student.resolved_precision(),
+                        "teacher": teacher.resolved_precision() if teacher else None,
+                        "trainer": trainer_settings["precision"],
+                    },
+                    trainer_device(str(trainer_settings["accelerator"])),
+                ),
+            },
         ),
     )
     if not cfg.checkpoint.keep_after_training:

@@ -24,6 +24,8 @@ from embedlab.io import atomic_path
 from embedlab.models import decoder, lora, st_format
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, prompt_length, query_prompts
+from embedlab.precision import ENCODER_PRECISIONS
+from embedlab.precision import resolve as resolve_precision
 
 PROGRESS_MIN_TEXTS = 512  # below this a progress bar is noise
 ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuild the encoder around the adapter
@@ -41,7 +43,7 @@ class EncoderConfig:
     query_prompt: str | None = None  # prepended to queries; fallback the folder's "query" prompt or ""
     document_prompt: str | None = None  # prepended to documents; fallback the folder's "document" prompt or ""
     padding_side: str | None = None  # right | left; None keeps the tokenizer's
-    precision: str = "fp32"  # inference precision: fp32 | bf16 (autocast)
+    precision: str = "auto"  # inference precision: auto (bf16 where the device runs it natively) | fp32 | bf16
     num_layers: int | None = None  # keep only the first N transformer layers (a truncated-teacher student)
     trust_remote_code: bool = False  # never on unless asked: it runs code from the model folder
     # Decoder backbones (see embedlab.models.decoder, prompts, lora):
@@ -91,7 +93,7 @@ class Encoder(nn.Module):
         projection: nn.Linear | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
-        precision: str = "fp32",
+        precision: str = "auto",
         name: str = "",
         include_prompt: bool = True,
         task_prompts: dict[str, str] | None = None,
@@ -99,8 +101,8 @@ class Encoder(nn.Module):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ConfigError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLING_MODES)}")
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"unknown precision '{precision}'; choose fp32 or bf16")
+        if precision not in ENCODER_PRECISIONS:
+            raise ConfigError(f"unknown precision '{precision}'; choose one of {', '.join(ENCODER_PRECISIONS)}")
         self.backbone, self.tokenizer, self.projection = backbone, tokenizer, projection
         # BERT-style backbones carry a [CLS] pooler that embeddings never use: frozen, so DDP does not wait for its
         # gradient (it would never all-reduce the bucket holding it) and the optimizer does not track it.
@@ -201,6 +203,16 @@ class Encoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def resolved_precision(self) -> str:
+        """fp32 | bf16 for inference on the device the weights sit on (`auto` asks the hardware)."""
+        return resolve_precision(self.precision, self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for inference where the resolved precision says so."""
+        if self.resolved_precision() == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     # ----------------------------------------------------------------------------------------- forward
     def forward(
         self,
@@ -272,10 +284,7 @@ class Encoder(nn.Module):
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
         n_prompt = prompt_length(self.tokenizer, prompt)
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
-        )
-        with tqdm(total=len(texts), desc=desc, disable=not show, unit="text") as bar, autocast:
+        with tqdm(total=len(texts), desc=desc, disable=not show, unit="text") as bar, self.autocast():
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
@@ -286,6 +295,20 @@ class Encoder(nn.Module):
                 bar.update(len(idx))
         self.train(was_training)
         return out.numpy() if convert_to == "numpy" else out
+
+    @torch.inference_mode()
+    def apply_head(self, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Pooled features (`encode(head=False)`) -> embeddings: projection, then normalisation, under the same
+        autocast as `encode`, so frozen encoders that differ only in their head share one backbone pass."""
+        device = self.device
+        out = []
+        with self.autocast():
+            for start in range(0, len(features), batch_size):  # a memory-mapped array is read a block at a time
+                emb = torch.from_numpy(np.array(features[start : start + batch_size], dtype=np.float32)).to(device)
+                if self.projection is not None:
+                    emb = self.projection(emb)
+                out.append((nn.functional.normalize(emb, dim=-1) if self.normalize else emb).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def encode_queries(self, texts: list[str], task: str | None = None, **kwargs) -> np.ndarray | torch.Tensor:
         return self.encode(texts, prompt=self.query_prompt_for(task), desc=kwargs.pop("desc", "queries"), **kwargs)
@@ -305,7 +328,7 @@ class Encoder(nn.Module):
             self.pooling,
             self.normalize if head else "features",
             self.max_length,
-            self.precision,
+            self.resolved_precision(),  # fp32 and bf16 vectors differ: never one cache entry
             type(self.tokenizer).__name__,
             self.tokenizer.padding_side,
             tokenizer_digest(self.tokenizer),
@@ -377,7 +400,7 @@ class Encoder(nn.Module):
             "projection": self.projection is not None,
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
-            "precision": self.precision,
+            "precision": self.resolved_precision(),
             "bidirectional": decoder.is_bidirectional(self.backbone),
             "include_prompt": self.include_prompt,
             "task_prompts": self.task_prompts,

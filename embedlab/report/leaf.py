@@ -21,6 +21,7 @@ from embedlab.report.significance import PairedTest, metric_by_query, paired_arr
 
 SYSTEMS = {  # system name (as in results.json) -> folder inside the run
     "teacher": "teacher",
+    "student (as shipped)": "shipped",  # the student's backbone as released, in its own space (no new head)
     "student (before)": "before",
     "student": ".",
     "asymmetric (before)": "asymmetric_before",
