@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 import sys
@@ -50,6 +51,34 @@ def git_state(repo: Path | None = None) -> dict[str, str | bool | None]:
     return {"commit": commit, "dirty": bool(dirty) if commit else None}
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux; platform's answer elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    """What a timing or a bf16 result depends on: CPU model and kind, cores, torch threads, GPUs."""
+    import torch
+
+    from embedlab.precision import cpu_features
+
+    return {
+        "cpu": cpu_model(),
+        **cpu_features(),  # ATen capability (AVX2, AVX512, ...), oneDNN bf16, AVX512-BF16, AMX
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),  # set when a smaller CPU is emulated
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
+
+
 def build_manifest(
     *,
     seed: int | None = None,
@@ -65,6 +94,7 @@ def build_manifest(
         "git": git_state(),
         "versions": package_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "node": platform.node()},
+        "hardware": hardware(),
         "data": data or {},
         "models": models or {},
         **(extra or {}),

@@ -126,10 +126,13 @@ def test_encoders_sharing_a_backbone_encode_the_texts_once(tmp_path, tok, monkey
         type(headed), "encode", lambda self, texts, **kw: passes.append(len(texts)) or encode(self, texts, **kw)
     )
     cache = EmbeddingCache(tmp_path)
-    for encoder in (shipped, headed):
+    encode_cached(shipped, TEXTS[:5], kind="document", cache=cache, batch_size=4)  # head-less, alone: no features
+    assert len(list(tmp_path.rglob("*.npy"))) == 1 and passes == [5]
+    passes.clear()
+    for encoder in (headed, shipped):
         got = encode_cached(encoder, TEXTS, kind="document", cache=cache, batch_size=4)
         np.testing.assert_allclose(got, encode(encoder, TEXTS, batch_size=4), atol=1e-6)
-    assert passes == [len(TEXTS)]  # the second encoder reused the first one's features
+    assert passes == [len(TEXTS)]  # the head-less twin reused the headed encoder's features
     nn.init.zeros_(headed.projection.weight)  # a changed head: new vectors, still no new backbone pass
     got = encode_cached(headed, TEXTS, kind="document", cache=cache, batch_size=4)
     np.testing.assert_allclose(got, encode(headed, TEXTS, batch_size=4), atol=1e-6)

@@ -233,11 +233,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     cosines_before = agreement()
     summary: dict = {"heldout_cosine_before": _mean(cosines_before)}
     if main_process and cfg.eval.before_training:
+        before = evaluate(tasks, "before", student)
         if cfg.model.get("projection_dim") and not cfg.model.get("lora"):
             # The backbone as released, in its own space (no new head): what LEAF into the teacher's space cost or
-            # gained. Same backbone as the student before training, so the corpus pass is shared via the cache.
+            # gained. Evaluated after the student, whose cached pooled features it reuses: no second corpus pass.
             systems["student (as shipped)"] = evaluate(tasks, "shipped", shipped_model(cfg.model))
-        systems["student (before)"] = evaluate(tasks, "before", student)
+        systems["student (before)"] = before
         if asymmetric:
             systems["asymmetric (before)"] = evaluate(retrieval_tasks, "asymmetric_before", teacher, student)
 

@@ -75,9 +75,9 @@ def encode_cached(
     """Encode through the cache when given. `kind`: "query" / "document" (with that prompt), or "features"
     (pooled backbone output without projection or normalisation, no prompt — what a projection is fitted on).
 
-    With a cache, query and document vectors are the encoder's head applied to cached pooled features of the same
-    prompted texts: frozen encoders that share a backbone (the shipped student and the student with a fitted
-    projection) encode a corpus once."""
+    With a cache, an encoder with a projection head gets its vectors by applying the head to cached pooled features
+    of the same prompted texts, and any encoder whose backbone already left such features reuses them: frozen
+    encoders that share a backbone (the student before training, the shipped student) encode a corpus once."""
     if kind not in ("query", "document", "features"):
         raise ValueError(f"kind must be query, document or features, got {kind!r}")
     query_prompt = encoder.query_prompt_for(task) if hasattr(encoder, "query_prompt_for") else encoder.query_prompt
@@ -86,8 +86,11 @@ def encode_cached(
     def compute() -> np.ndarray:
         if kind == "features":
             return encoder.encode(list(texts), batch_size=batch_size, head=False, desc="features")
-        if cache is not None and hasattr(encoder, "apply_head"):  # the backbone pass, shared by every head
-            return encoder.apply_head(features(encoder, texts, prompt, cache, batch_size, kind))
+        if (
+            cache is not None
+            and (shared := shared_features(encoder, texts, prompt, cache, batch_size, kind)) is not None
+        ):
+            return encoder.apply_head(shared)
         if kind == "query":  # with its task: an instruction-tuned encoder has one instruction per task
             return encoder.encode_queries(list(texts), batch_size=batch_size, **({"task": task} if task else {}))
         return encoder.encode_documents(list(texts), batch_size=batch_size)
@@ -100,10 +103,18 @@ def encode_cached(
     return cache.get_or_compute(key, len(texts), compute, describe=describe)
 
 
-def features(encoder, texts: Sequence[str], prompt: str, cache: EmbeddingCache, batch_size: int, kind: str):
-    """Pooled backbone features of the prompted texts (prompt tokens pooled or not as the encoder says), cached."""
+def shared_features(
+    encoder, texts: Sequence[str], prompt: str, cache: EmbeddingCache, batch_size: int, kind: str
+) -> np.ndarray | None:
+    """Cached pooled features of the prompted texts (prompt tokens pooled or not, as the encoder says): computed
+    for an encoder with a projection head, reused by any encoder of the same backbone; None for a head-less encoder
+    when no such entry exists (it caches its vectors alone: features would double the disk for nothing)."""
+    if not hasattr(encoder, "apply_head"):
+        return None
     model_fp = encoder.fingerprint(head=False)
     key = cache.key(model_fp, texts, prompt)
+    if getattr(encoder, "projection", None) is None and not cache.path(key).exists():
+        return None
     describe = {"model": encoder.describe(), "model_fingerprint": model_fp, "kind": f"{kind} features"}
 
     def compute() -> np.ndarray:
