@@ -14,6 +14,27 @@ from embedlab.io import write_jsonl_atomic
 DIMS, PRECISIONS = (384, 128, 32), ("float32", "int8", "binary")
 
 
+def resolved_config(overrides: list[str], seed: int, choices: dict) -> dict:
+    """What config.yaml holds for these overrides: `group=option` selects an option (a mapping under the group),
+    `a.b=v` sets a value; a group nobody overrides is its option from `choices`."""
+    config: dict = {"seed": seed}
+    for override in [f"{g}={o}" for g, o in choices.items()] + overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        if not parents and "." not in key and key not in ("seed",) and not _scalar(value):
+            node[key] = {value: {}}  # a config group option
+        else:
+            node[leaf] = yaml.safe_load(value)
+    return config
+
+
+def _scalar(value: str) -> bool:
+    return not isinstance(yaml.safe_load(value), str)
+
+
 def make_run(
     root: Path,
     name: str,
@@ -23,15 +44,18 @@ def make_run(
     choices: dict | None = None,
     per_query: dict[str, float] | None = None,
     grid: bool = False,
+    config: dict | None = None,
 ) -> Path:
     """One run: `ndcg` is the main cell; `per_query` (query id -> nDCG@10) adds per_query/scifact.jsonl; `grid`
-    adds grid.jsonl over DIMS x PRECISIONS, a little lower for fewer dims and bits."""
+    adds grid.jsonl over DIMS x PRECISIONS, a little lower for fewer dims and bits; `config`: config.yaml's content
+    (default: what the overrides resolve to)."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     if choices is not None:
         (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     (run / "metrics.json").write_text(json.dumps({"scifact": {"ndcg_at_10": ndcg, "recall_at_10": ndcg + 0.1}}))
-    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "loss": {}}))
+    config = config if config is not None else resolved_config(overrides, seed, choices or {})
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if per_query is not None:
         rows = ({"query_id": q, "ndcg_at_10": v, "recall_at_10": min(1.0, v + 0.1)} for q, v in per_query.items())

@@ -83,3 +83,37 @@ def test_boolean_spellings_of_single_runs_and_multiruns_are_one_configuration(tm
     assert {r.overrides[0] for r in runs} == {"export=false"}
     names = dict(zip((r.path.name for r in runs), configuration_names(runs), strict=True))
     assert names["single"] == names["multi"] != names["other"]
+
+
+def test_a_recipe_and_its_spelled_out_overrides_are_one_configuration(tmp_path: Path) -> None:
+    """Grouped by resolved config: `experiment=kalm_v2` and the same settings typed out are one row, named by both
+    spellings; the seed, the logger and the run's own paths (mined negatives) do not split a configuration."""
+    from embedlab.report.runs import group_runs
+
+    def config(run: str, seed: int, gamma: float = 0.0, logger: str = "csv") -> dict:
+        negatives = str(tmp_path / run / "mining" / "negatives.jsonl")
+        loss = {"focal_infonce": {"gamma": gamma}} if gamma else {"infonce": {"temperature": 0.05}}
+        return {"seed": seed, "export": False, "loss": loss, "data": {"negatives_file": negatives}, "logger": logger}
+
+    make_run(tmp_path, "recipe0", ["experiment=kalm_v2", "seed=0"], 0, 0.60, config=config("recipe0", 0))
+    make_run(tmp_path, "recipe1", ["experiment=kalm_v2", "seed=1"], 1, 0.62, config=config("recipe1", 1, logger="w"))
+    make_run(tmp_path, "typed2", ["export=false", "seed=2"], 2, 0.61, config=config("typed2", 2))
+    focal = ["experiment=kalm_v2", "loss=focal_infonce", "loss.focal_infonce.gamma=1", "seed=0"]
+    make_run(tmp_path, "focal0", focal, 0, 0.55, config=config("focal0", 0, gamma=1.0))
+    groups = group_runs(find_runs([tmp_path]))
+    assert {name: [r.path.name for r in runs] for name, runs in groups.items()} == {
+        "experiment=kalm_v2 loss=focal_infonce loss.focal_infonce.gamma=1": ["focal0"],
+        "experiment=kalm_v2 ≡ export=false": ["recipe0", "recipe1", "typed2"],
+    }
+    rows = {r["configuration"]: r for r in summarize(find_runs([tmp_path]), "scifact", "ndcg_at_10")}
+    recipe = rows["experiment=kalm_v2 ≡ export=false"]
+    assert recipe["n"] == 3 and recipe["seeds"] == [0, 1, 2] and recipe["mean"] == pytest.approx(0.61)
+
+
+def test_same_overrides_but_different_resolved_configs_are_two_rows(tmp_path: Path) -> None:
+    """E.g. a default changed between commits: the rows say which key differs instead of pooling the seeds."""
+    from embedlab.report.runs import group_runs
+
+    make_run(tmp_path, "old", ["seed=0"], 0, 0.5, config={"seed": 0, "optim": {"lr": 2e-5}})
+    make_run(tmp_path, "new", ["seed=1"], 1, 0.6, config={"seed": 1, "optim": {"lr": 1e-5}})
+    assert sorted(group_runs(find_runs([tmp_path]))) == ["(default) [optim.lr=1e-05]", "(default) [optim.lr=2e-05]"]

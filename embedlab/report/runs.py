@@ -1,9 +1,11 @@
 """Collect finished run directories and compare configurations over seeds.
 
 A run directory is any folder holding `metrics.json` and `config.yaml` (what `embedlab-train` and `embedlab-eval`
-write). A configuration is named by the Hydra overrides that differ between the runs compared (from
-`.hydra/overrides.yaml`), seed excluded, so a sweep `-m loss.focal_infonce.gamma=0,1,2 seed=0,1,2` groups into three
-rows of three seeds each.
+write). Runs are one configuration when their resolved configs (config.yaml) are equal but for the seed and the
+keys of how a run was carried out (resume, checkpoint, logger) and paths inside the run's own directory, so a
+recipe (`experiment=kalm_v2`) and the same settings spelled out group together, and a sweep
+`-m loss.focal_infonce.gamma=0,1,2 seed=0,1,2` into three rows of three seeds each. A configuration is *named* by the
+Hydra overrides that differ between the runs compared (from `.hydra/overrides.yaml`), as typed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import yaml
 from embedlab.errors import DataFormatError, EmbedlabError
 
 SEED_KEYS = ("seed",)  # overrides that repeat a configuration rather than change it
-RUN_KEYS = ("resume", "checkpoint")  # how a run was carried out (resumed, checkpointed), not what it computed
+RUN_KEYS = ("resume", "checkpoint", "logger")  # how a run was carried out (resumed, checkpointed, logged)
+UNSET = "(unset)"
+OWN_DIR = "<run dir>"  # what a path inside the run's own directory reads as when configs are compared
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Run:
     seed: int | None
     metrics: dict[str, dict[str, float]]  # task -> metric -> value
     choices: dict[str, str]  # config group -> the option used (Hydra's runtime choices), for default groups
+    settings: tuple[tuple[str, str], ...] = ()  # resolved config, flattened, seed and run-only keys left out
 
 
 def _read_yaml(path: Path):
@@ -50,8 +55,34 @@ def load_run(path: Path) -> Run:
     overrides = tuple(map(_spelled, _read_yaml(overrides_file) or ())) if overrides_file.exists() else ()
     hydra_file = path / ".hydra" / "hydra.yaml"
     hydra_cfg = (_read_yaml(hydra_file) or {}) if hydra_file.exists() else {}
-    choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices") or {}
-    return Run(path, overrides, config.get("seed"), metrics, {k: str(v) for k, v in choices.items()})
+    runtime = hydra_cfg.get("hydra", {}).get("runtime", {}) or {}
+    choices = runtime.get("choices") or {}
+    own = [str(path.resolve()), str(runtime.get("output_dir") or ""), str(path)]
+    return Run(
+        path, overrides, config.get("seed"), metrics, {k: str(v) for k, v in choices.items()}, settings(config, own)
+    )
+
+
+def settings(config: dict, own_dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The flattened config that decides what a run computes: seed and run-only keys dropped, the run's own
+    directory (e.g. its mined negatives) replaced by OWN_DIR."""
+    own = sorted({d.rstrip("/") for d in own_dirs if d and d != "."}, key=len, reverse=True)
+
+    def value(v) -> str:
+        text = json.dumps(v, sort_keys=True)
+        for d in own:
+            text = text.replace(d, OWN_DIR)
+        return text
+
+    flat = _flatten(config)
+    return tuple(sorted((k, value(v)) for k, v in flat.items() if not _repeats(k)))
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    """Dotted keys -> leaf values (an empty mapping is a leaf: a config group option with no knobs)."""
+    if isinstance(node, dict) and node:
+        return {k: v for key, sub in node.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -98,11 +129,21 @@ def configuration_names(runs: Sequence[Run]) -> list[str]:
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """Configuration name -> its runs (one per seed), configurations in first-seen order."""
-    groups: dict[str, list[Run]] = {}
+    """Configuration name -> its runs (one per seed), configurations in first-seen order. Runs group by their
+    resolved settings; a group is named by its first run's overrides, with other spellings after "≡"; two groups
+    that would read alike are told apart by the keys their settings differ in."""
+    by_settings: dict[tuple, list[tuple[str, Run]]] = {}
     for name, run in zip(configuration_names(runs), runs, strict=True):
-        groups.setdefault(name, []).append(run)
-    return groups
+        by_settings.setdefault(run.settings, []).append((name, run))
+    named = {key: " ≡ ".join(dict.fromkeys(n for n, _ in members)) for key, members in by_settings.items()}
+    plain = dict(named)
+    for key, name in plain.items():
+        clashes = [other for other, n in plain.items() if n == name and other != key]
+        if clashes:
+            mine, theirs = dict(key), dict(clashes[0])
+            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            named[key] = f"{name} [{', '.join(f'{k}={mine.get(k, UNSET)}' for k in differing[:3])}]"
+    return {named[key]: [run for _, run in members] for key, members in by_settings.items()}
 
 
 def varied_knobs(runs: Sequence[Run]) -> dict[str, list[str]]:
