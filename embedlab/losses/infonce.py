@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
-from embedlab.losses.base import Embeddings, Loss, LossOutput, positive_temperature
+from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, positive_temperature, scoring_vectors
 from embedlab.losses.hn_mixing import HardNegativeMixing
 
 
@@ -15,7 +14,8 @@ class InfoNCE(Loss):
 
     Inputs: ``query`` [B, D], ``positive`` [B, D], optional ``negatives`` [B, K, D] and ``document_mask``.
     The pool is every positive and every hard negative of the batch (B(1+K) documents). With
-    s_ij = cos(q_i, d_j) / τ and p_i = softmax_j(s_ij) at the query's own positive j = i:
+    s_ij = sim(q_i, d_j) / τ (``similarity`` cosine, the default, or dot) and p_i = softmax_j(s_ij) at the query's
+    own positive j = i:
 
         L = −(1/B) Σ_i w_i · log p_i,    w_i = (1 − p_i)^γ
 
@@ -25,8 +25,9 @@ class InfoNCE(Loss):
 
     Options: ``symmetric`` adds the document→query direction (positives against all queries) and averages the two;
     ``query_query`` / ``doc_doc`` add the other queries / other positives as extra negatives (GTE, Li et al. 2023);
-    ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`). In-batch documents masked off by
-    ``document_mask`` (the same document as the query's positive) are never negatives.
+    ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`; unit vectors, so cosine only).
+    In-batch documents masked off by ``document_mask`` (the same document as the query's positive) are never
+    negatives.
     """
 
     requires = frozenset({"query", "positive"})
@@ -39,8 +40,12 @@ class InfoNCE(Loss):
         query_query: bool = False,
         doc_doc: bool = False,
         mixing: HardNegativeMixing | None = None,
+        similarity: str = "cosine",
     ) -> None:
         super().__init__()
+        self.similarity = check_similarity(similarity)
+        if mixing is not None and similarity != "cosine":
+            raise ConfigError("hard-negative mixing builds unit-norm negatives (MoCHi): it needs similarity cosine")
         if gamma < 0:
             raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
         self.temperature = positive_temperature(temperature)
@@ -49,10 +54,10 @@ class InfoNCE(Loss):
 
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
-        q = F.normalize(emb.query, dim=-1)
-        docs = F.normalize(emb.documents(), dim=-1)
+        q = scoring_vectors(emb.query, self.similarity)
+        docs = scoring_vectors(emb.documents(), self.similarity)
         b = q.shape[0]
-        scores = q @ docs.T  # [B, N] cosines
+        scores = q @ docs.T  # [B, N] cosines (or dot products)
         valid = _valid_mask(emb.document_mask, b, docs.shape[0], q.device)
         scores = scores.masked_fill(~valid, float("-inf"))
         blocks = [scores]
