@@ -27,7 +27,9 @@ class InfoNCE(Loss):
     ``query_query`` / ``doc_doc`` add the other queries / other positives as extra negatives (GTE, Li et al. 2023);
     ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`; unit vectors, so cosine only).
     In-batch documents masked off by ``document_mask`` (the same document as the query's positive) are never
-    negatives.
+    negatives. Logged: ``accuracy`` (the positive is the query's top real in-batch document; extra negatives and
+    synthetic ones are left out so the figure compares across options), ``p_positive`` and, with mixing,
+    ``synthetic_outranks_pos`` (the share of queries whose positive some synthetic negative outscores).
     """
 
     requires = frozenset({"query", "positive"})
@@ -61,6 +63,10 @@ class InfoNCE(Loss):
         valid = _valid_mask(emb.document_mask, b, docs.shape[0], q.device)
         scores = scores.masked_fill(~valid, float("-inf"))
         blocks = [scores]
+        idx = torch.arange(b, device=q.device)
+        # Top-1 over the real documents only, comparable across options: extra blocks (other queries, synthetic
+        # negatives) would otherwise count in it.
+        logs = {"accuracy": (scores.detach().argmax(1) == idx).float().mean().item()}
         if self.query_query:
             blocks.append((q @ q.T).masked_fill(torch.eye(b, dtype=torch.bool, device=q.device), float("-inf")))
         if self.doc_doc:
@@ -72,13 +78,14 @@ class InfoNCE(Loss):
             mixed = torch.einsum("bd,bsd->bs", q, synthetic)
             # A query whose in-batch documents are all masked (or its positive alone) has nothing to mix from.
             has_negative = torch.isfinite(scores).sum(dim=1) > 1
-            blocks.append(mixed.masked_fill(~has_negative[:, None], float("-inf")))
+            mixed = mixed.masked_fill(~has_negative[:, None], float("-inf"))
+            blocks.append(mixed)
+            # The share of queries whose positive some synthetic negative outscores (none when nothing was mixed).
+            beaten = mixed.detach().amax(dim=1) > scores.detach()[idx, idx] if mixed.shape[1] else idx < 0  # all False
+            logs["synthetic_outranks_pos"] = beaten.float().mean().item()
         logits = torch.cat(blocks, dim=1) / self.temperature
         loss, log_p = self._weighted_nll(logits)
-        logs = {
-            "accuracy": (logits.argmax(1) == torch.arange(b, device=q.device)).float().mean().item(),
-            "p_positive": log_p.exp().mean().item(),
-        }
+        logs["p_positive"] = log_p.exp().mean().item()
         if self.symmetric:
             back = (docs[:b] @ q.T).masked_fill(~valid[:, :b].T, float("-inf")) / self.temperature
             loss_back, _ = self._weighted_nll(back)
