@@ -19,7 +19,7 @@ from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample
 from embedlab.errors import ConfigError
 from embedlab.lit.datamodule import EmbeddingDataModule
-from embedlab.lit.distributed import build_strategy, layer_classes
+from embedlab.lit.distributed import build_strategy, evaluates_on_this_rank, evaluation_ranks, layer_classes
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.losses import build_loss
@@ -127,6 +127,19 @@ def test_fsdp_strategy_wraps_the_decoder_layers(tok, arch: str, layer: str) -> N
         build_strategy("fsdp", {"wrap_layers": ["BertLayer"]}, model, grad_cache=False)
     with pytest.raises(ConfigError, match="GradCache"):
         build_strategy("fsdp", fsdp, model, grad_cache=True)
+
+
+def test_sharded_strategies_evaluate_on_every_rank(tok) -> None:
+    """FSDP forwards all-gather parameters from every rank: rank 0 evaluating alone would wait forever."""
+    from pytorch_lightning.strategies import DDPStrategy
+
+    fsdp = build_strategy("fsdp", {"wrap_layers": ["LlamaDecoderLayer"]}, tiny_decoder("llama", tok), grad_cache=False)
+    for strategy in (fsdp, "fsdp", "fsdp_cpu_offload", "deepspeed_stage_3"):
+        assert evaluation_ranks(strategy) == "all"
+        assert evaluates_on_this_rank(strategy, 0) and evaluates_on_this_rank(strategy, 3)
+    for strategy in ("ddp", "auto", "deepspeed_stage_2", DDPStrategy()):
+        assert evaluation_ranks(strategy) == "rank0"
+        assert evaluates_on_this_rank(strategy, 0) and not evaluates_on_this_rank(strategy, 1)
 
 
 def test_fsdp_on_cpu(tok) -> None:

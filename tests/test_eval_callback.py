@@ -63,9 +63,52 @@ def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
     teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
     module = EmbeddingModule(student, build_loss({"infonce": {}}))
     logger = RecordingLogger()
-    trainer = type("T", (), {"loggers": [logger], "global_step": 7, "is_global_zero": True})()
+    fields = {"loggers": [logger], "global_step": 7, "global_rank": 0, "is_global_zero": True, "strategy": "auto"}
+    trainer = type("T", (), fields)()
     callback = EvaluationCallback(["scifact"], document_encoder=teacher, prefix="eval_asymmetric")
     callback.evaluate(trainer, module)
     assert seen == [(teacher, student)] and logger.records == [(7, {"eval_asymmetric/scifact/x": 1.0})]
     callback.on_train_end(trainer, module)  # already evaluated at this step
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rank", "evaluates", "writes"),
+    [("fsdp", 0, True, True), ("fsdp", 1, True, False), ("ddp", 0, True, True), ("ddp", 1, False, False)],
+)
+def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
+    tok, monkeypatch, tmp_path, strategy: str, rank: int, evaluates: bool, writes: bool
+) -> None:
+    from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
+
+    seen = []
+
+    def fake_evaluate(tasks, docs, query, **kwargs):
+        seen.append(kwargs)
+        return [TaskResult("scifact", {"x": 1.0}, [], "")]
+
+    monkeypatch.setattr("embedlab.lit.callbacks.evaluate_tasks", fake_evaluate)
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {}}))
+    logger = RecordingLogger()
+    trainer = type(
+        "T",
+        (),
+        {
+            "loggers": [logger],
+            "global_step": 2,
+            "global_rank": rank,
+            "is_global_zero": rank == 0,
+            "strategy": FSDPStrategy() if strategy == "fsdp" else DDPStrategy(),
+        },
+    )()
+    cache = object()
+    callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache)
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert len(seen) == int(evaluates)
+    if evaluates:
+        assert seen[0]["out_dir"] == (tmp_path if writes else None)  # only rank 0 writes files
+        # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step
+        assert seen[0]["cache"] is (None if strategy == "fsdp" else cache)
+    assert logger.records == ([(2, {"eval/scifact/x": 1.0})] if writes else [])
+    callback.on_train_end(trainer, module)  # already evaluated at this step
+    assert len(seen) == int(evaluates)

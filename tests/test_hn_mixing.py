@@ -148,3 +148,33 @@ def test_mixing_only_raises_the_infonce_loss(seed):
 def test_mixing_bad_knobs(kwargs):
     with pytest.raises(ConfigError, match="mixing"):
         HardNegativeMixing(**kwargs)
+
+
+class FixedMixing(HardNegativeMixing):
+    """Hands InfoNCE the same synthetic negatives every call: a hand-built case instead of random mixes."""
+
+    def __init__(self, synthetic: torch.Tensor) -> None:
+        super().__init__(num=1, top_k=1)
+        self.synthetic = synthetic
+
+    def __call__(self, q: torch.Tensor, docs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.synthetic
+
+
+def test_accuracy_counts_real_documents_and_synthetic_outranking_is_logged_apart():
+    # q0 = (1, 0), q1 = (0, 1); p0 = (1, 0.2), p1 = (0.2, 1): each query's positive is its top real document
+    # (cos 0.98 vs 0.196). One synthetic negative each, (1, 0): cos 1 > 0.98 for q0 (outranks its positive),
+    # cos 0 < 0.98 for q1. Real-document accuracy 1, synthetic outranks the positive for 1 of 2 queries.
+    emb = Embeddings(query=t([[1.0, 0.0], [0.0, 1.0]]), positive=t([[1.0, 0.2], [0.2, 1.0]]))
+    mixing = FixedMixing(t([[[1.0, 0.0]], [[1.0, 0.0]]]))
+    logs = InfoNCE(temperature=0.1, mixing=mixing)(emb).logs
+    assert logs["accuracy"] == 1.0
+    assert logs["synthetic_outranks_pos"] == 0.5
+    assert "synthetic_outranks_pos" not in InfoNCE(temperature=0.1)(emb).logs  # only when mixing
+
+
+def test_synthetic_outranking_with_nothing_to_mix_is_zero():
+    # One query, one document: the mixer has no negative to mix and returns no synthetic vector at all.
+    emb = Embeddings(query=t([[1.0, 0.0]]), positive=t([[0.0, 1.0]]))
+    logs = InfoNCE(temperature=0.1, mixing=HardNegativeMixing(num=2, top_k=2))(emb).logs
+    assert logs["synthetic_outranks_pos"] == 0.0 and logs["accuracy"] == 1.0

@@ -1,7 +1,8 @@
 """The `Embeddings` record, LEAF, KL distillation, MarginMSE, Matryoshka and the config-built weighted sum.
 
 Expected values are worked out in the comments or computed with `math` on explicit floats; gradients are checked
-with `torch.autograd.gradcheck` in float64. InfoNCE and hard-negative mixing live in test_losses_contrastive.py.
+with `torch.autograd.gradcheck` in float64. InfoNCE and hard-negative mixing live in test_losses_contrastive.py, the
+similarity knob (cosine | dot) and its Matryoshka convention in test_loss_similarity.py.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def test_kl_distill_bad_temperatures(kwargs):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# MarginMSE (dot products), B = 2, C = 3
+# MarginMSE with similarity=dot (cosine, the default, and gradients: test_loss_similarity.py), B = 2, C = 3
 #   q0 = (1, 2); c = (1, 0), (0, 1), (1, 1) -> s = 1, 2, 3; margins s0 − s_c = −1, −2; teacher 5, 3, 4 -> 2, 1
 #       squared errors (−1 − 2)² = 9, (−2 − 1)² = 9
 #   q1 = (0, 1); c = (0, 2), (1, 0), (0, −1) -> s = 2, 0, −1; margins 2, 3; teacher 1, 0, 0 -> 1, 1
@@ -214,17 +215,10 @@ def test_margin_mse_hand_value():
         candidates=t([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[0.0, 2.0], [1.0, 0.0], [0.0, -1.0]]]),
         teacher_scores=t([[5.0, 3.0, 4.0], [1.0, 0.0, 0.0]]),
     )
-    out = MarginMSE()(emb)
+    out = MarginMSE(similarity="dot")(emb)
     assert out.value.item() == pytest.approx(5.75, abs=1e-12)
     assert out.logs["student_margin"] == pytest.approx(0.5, abs=1e-12)
     assert out.logs["teacher_margin"] == pytest.approx(1.25, abs=1e-12)
-
-
-def test_margin_mse_gradcheck():
-    q, c = rand(2, 3, seed=7, grad=True), rand(2, 4, 3, seed=8, grad=True)
-    scores = t([[2.0, 0.5, -1.0, 1.0], [0.7, 0.3, 0.9, -0.4]])
-    loss = MarginMSE()
-    assert gradcheck(lambda q, c: loss(Embeddings(query=q, candidates=c, teacher_scores=scores)).value, (q, c))
 
 
 def test_margin_mse_needs_a_negative():

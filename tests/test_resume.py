@@ -11,7 +11,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-from tiny import leaf_module, text_examples
+from tiny import TEXTS, leaf_module, text_examples
+from tiny_decoder import tiny_decoder_folder
 
 from embedlab.cli.train_resume import config_differences, find_checkpoint, run_dir
 from embedlab.data.batching import LengthGroupedBatchSampler
@@ -20,7 +21,11 @@ from embedlab.data.training import PairExample
 from embedlab.errors import ConfigError
 from embedlab.lit.checkpoint import KEY, AtomicCheckpointIO, ResumeCheckpoint, rng_state, set_rng_state
 from embedlab.lit.datamodule import EmbeddingDataModule, ResumableDataLoader
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.optim import OptimConfig
 from embedlab.lit.remining import RemineCallback, refresh_negatives
+from embedlab.losses import build_loss
+from embedlab.models import Encoder
 
 CONFIG = "model:\n  path: tiny\nseed: 0\ntrainer:\n  max_steps: 20\n"
 
@@ -226,3 +231,55 @@ def test_sigterm_saves_only_whole_optimizer_steps(at: int, saved: list[str], tok
         trainer.fit(module, datamodule=dm)
     assert sorted(p.name for p in tmp_path.iterdir()) == saved
     assert ("gradient-accumulation window" in caplog.text) == (not saved)
+
+
+# ------------------------------------------------------------------------------------------------- LoRA decoder resume
+class LastLoss(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.loss = float(outputs["loss"])
+
+
+def lora_run(folder, ckpt_dir, *, stop_at: int | None = None, resume: str | None = None):
+    """A LoRA-adapted tiny random Llama (adapter dropout 0.1: the random states matter) trained with GradCache
+    (chunks of 2) and Matryoshka InfoNCE (dims 8 and 32) for 6 steps of 4 pairs (two epochs of 3 steps); `stop_at`
+    raises Lightning's SIGTERM flag during that batch of the first epoch, `resume` continues from a checkpoint.
+    Built the way embedlab-train builds a run: seed, encoder, loss, module, data, trainer."""
+    pl.seed_everything(0)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    student = Encoder.from_pretrained(str(folder), bidirectional=True, pooling="mean", lora=lora)
+    loss = build_loss({"infonce": {"temperature": 0.1, "matryoshka_dims": [8, 32]}})
+    module = EmbeddingModule(student, loss, OptimConfig(lr=1e-2), chunk_size=2)
+    pairs = [PairExample(f"q{i}", TEXTS[i], f"d{i}", TEXTS[(i + 1) % 16], (f"n{i}",), (TEXTS[(i + 8) % 16],))
+             for i in range(12)]  # fmt: skip
+    dm = EmbeddingDataModule(pairs, Collator.for_encoder(student, 32), batch_size=4, seed=1, drop_last=True)
+    last = LastLoss()
+    callbacks = [last, ResumeCheckpoint(ckpt_dir, every_n_steps=0)] + ([FlagSigterm(stop_at)] if stop_at else [])
+    # max_epochs, not max_steps: the LR schedule's length then builds the loader before the checkpoint loads, so the
+    # loader's position is restored by ResumeCheckpoint (the path embedlab-train's epoch-based recipes take)
+    trainer = pl.Trainer(
+        max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False, deterministic=True,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+    )  # fmt: skip
+    if stop_at is None:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    else:
+        with pytest.raises(SIGTERMException):
+            trainer.fit(module, datamodule=dm)
+    adapters = {n: p.detach().clone() for n, p in student.named_parameters() if p.requires_grad}
+    return trainer.global_step, last.loss, adapters
+
+
+def test_lora_decoder_with_gradcache_and_matryoshka_resumes_identically(tmp_path) -> None:
+    """sentence-transformers #3701: resuming a LoRA run with CachedMNRL inside MatryoshkaLoss fails there. Here the
+    interrupted run (SIGTERM at step 2, mid-epoch) resumed in a fresh module ends bit-identical to the uninterrupted
+    one: every adapter tensor and the last step's loss."""
+    folder = tiny_decoder_folder(tmp_path / "llama", "llama")
+    steps, loss, reference = lora_run(folder, tmp_path / "reference")
+    assert steps == 6 and reference and all("lora_" in n for n in reference)
+    steps, _, at_stop = lora_run(folder, tmp_path / "run", stop_at=1)
+    assert steps == 2 and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["step_2.ckpt"]
+    assert any(not torch.equal(at_stop[n], reference[n]) for n in reference)  # four steps were left to do
+    steps, resumed_loss, resumed = lora_run(folder, tmp_path / "run", resume=str(tmp_path / "run" / "step_2.ckpt"))
+    assert steps == 6 and resumed_loss == loss
+    for name, tensor in reference.items():
+        assert torch.equal(resumed[name], tensor), name

@@ -35,7 +35,7 @@ from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, writ
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.datamodule import EmbeddingDataModule
-from embedlab.lit.distributed import build_strategy
+from embedlab.lit.distributed import build_strategy, evaluates_on_this_rank
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.lit.teacher import TeacherTable
@@ -219,7 +219,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         return {r.task: r.metrics for r in results}
 
     systems: dict[str, dict] = {}  # system -> task -> metrics: the run's one results table
-    # Under DDP every process runs this script; one evaluates and writes (Lightning's launcher sets the rank).
+    # Under DDP every process runs this script; one evaluates and writes (Lightning's launcher sets the rank). Before
+    # fit nothing is sharded yet, FSDP included; after it, see `evaluates_on_this_rank` below.
     main_process = pl.utilities.rank_zero_only.rank == 0
     if main_process and teacher is not None and cfg.eval.teacher:
         systems["teacher"] = evaluate(tasks, "teacher", teacher)
@@ -277,6 +278,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     fit_seconds = round(time.perf_counter() - fit_started, 1)  # training alone (in-training evaluations included)
     if isinstance(trainer.logger, pl.loggers.WandbLogger):
         trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
+    # The held-out cosines run the (now possibly sharded) student: under FSDP every rank runs them, rank 0 writes.
+    cosines = agreement() if evaluates_on_this_rank(strategy, trainer.global_rank) else None
     if not trainer.is_global_zero:
         return {}
 
@@ -284,7 +287,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if asymmetric:
         systems["asymmetric"] = {r.task: r.metrics for r in evaluators[1].last}
     write_json_atomic(out_dir / "results.json", systems)
-    cosines = agreement()
     if cosines is not None and cosines_before is not None:  # the alignment's distribution, for analysis notebooks
         rows = zip(heldout, cosines_before, cosines, strict=True)
         write_jsonl_atomic(

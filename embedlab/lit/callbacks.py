@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import EvalSettings, TaskResult, evaluate_tasks
+from embedlab.lit.distributed import evaluates_on_this_rank, evaluation_ranks
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ class EvaluationCallback(pl.Callback):
     With `document_encoder` (e.g. the teacher) retrieval runs asymmetrically: its documents, the student's queries.
     The frozen document side hits the embedding cache after the first evaluation. With `out_dir`, every evaluation
     rewrites its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec), so the last one stays.
+    Under a sharded strategy (FSDP) every rank runs the evaluation's forward passes, without the embedding cache
+    (one rank's hit and another's miss would leave the others waiting); only rank 0 writes and logs.
     """
 
     def __init__(
@@ -43,18 +46,19 @@ class EvaluationCallback(pl.Callback):
         student = module.student
         docs = self.document_encoder or student
         query = student if self.document_encoder is not None else None
+        writes = trainer.is_global_zero
         self.last = evaluate_tasks(
             self.tasks,
             docs,
             query,
             settings=self.settings,
             data_root=self.data_root,
-            cache=self.cache,
-            out_dir=self.out_dir,
+            cache=self.cache if evaluation_ranks(trainer.strategy) == "rank0" else None,
+            out_dir=self.out_dir if writes else None,
         )
         student.train()
         metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
-        for logger in trainer.loggers:
+        for logger in trainer.loggers if writes else []:
             logger.log_metrics(metrics, step=trainer.global_step)
         main = {
             r.task: round(r.metrics.get("ndcg_at_10", r.metrics.get("cosine_spearman", float("nan"))), 4)
@@ -66,12 +70,12 @@ class EvaluationCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero:  # one device evaluates and writes; the others wait at the next all-reduce
+        if not evaluates_on_this_rank(trainer.strategy, trainer.global_rank):  # they wait at the next all-reduce
             return
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # not already evaluated (and written) at this very step
-        if trainer.is_global_zero and trainer.global_step != self._last_step:
+        if evaluates_on_this_rank(trainer.strategy, trainer.global_rank) and trainer.global_step != self._last_step:
             self.evaluate(trainer, pl_module)

@@ -8,7 +8,7 @@ so one list covers BERT, Qwen2/3, Mistral and Llama without importing any modeli
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -44,3 +44,24 @@ def build_strategy(name: str, fsdp: dict[str, Any] | None, model: nn.Module, *, 
         activation_checkpointing_policy=layers if checkpointing else None,
         **settings,  # sharding_strategy, state_dict_type, cpu_offload: FSDPStrategy's own keywords
     )
+
+
+# Strategy names (Lightning's registry) whose forward passes gather parameters from every rank.
+SHARDED_NAMES = ("fsdp", "deepspeed_stage_3")
+
+
+def evaluation_ranks(strategy: Any) -> Literal["all", "rank0"]:
+    """Which ranks run evaluation's forward passes (a `pl.Trainer` strategy, as a name or an object). Under a
+    sharded strategy every forward all-gathers parameters from all ranks, so rank 0 alone would wait forever: all
+    ranks run it. Otherwise each rank holds the whole model and rank 0 alone evaluates. Only rank 0 writes files."""
+    from pytorch_lightning.strategies import FSDPStrategy, ModelParallelStrategy
+
+    if isinstance(strategy, str):
+        sharded = strategy.startswith(SHARDED_NAMES)
+    else:
+        sharded = isinstance(strategy, FSDPStrategy | ModelParallelStrategy) or getattr(strategy, "zero_stage_3", False)
+    return "all" if sharded else "rank0"
+
+
+def evaluates_on_this_rank(strategy: Any, rank: int) -> bool:
+    return rank == 0 or evaluation_ranks(strategy) == "all"

@@ -88,8 +88,22 @@ def positive_temperature(value: float, name: str = "temperature") -> float:
     return float(value)
 
 
-def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarities [..., N, M] between rows of a [..., N, D] and b [..., M, D]."""
-    a = torch.nn.functional.normalize(a, dim=-1)
-    b = torch.nn.functional.normalize(b, dim=-1)
-    return a @ b.transpose(-1, -2)
+SIMILARITIES = ("cosine", "dot")
+
+
+def check_similarity(name: str) -> str:
+    """The `similarity` knob of the score-based losses (InfoNCE, focal InfoNCE, KL, MarginMSE)."""
+    if name not in SIMILARITIES:
+        raise ConfigError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {name!r}")
+    return name
+
+
+def scoring_vectors(x: torch.Tensor, similarity: str) -> torch.Tensor:
+    """The rows whose dot products are the scores: unit rows for cosine, raw rows for dot. Normalising here, inside
+    the loss, is what renormalises each Matryoshka prefix under cosine (see matryoshka.py)."""
+    return torch.nn.functional.normalize(x, dim=-1) if similarity == "cosine" else x
+
+
+def score_matrix(a: torch.Tensor, b: torch.Tensor, similarity: str) -> torch.Tensor:
+    """Scores [..., N, M] between rows of a [..., N, D] and b [..., M, D]: cosines, or raw dot products."""
+    return scoring_vectors(a, similarity) @ scoring_vectors(b, similarity).transpose(-1, -2)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
-from embedlab.losses.base import Embeddings, Loss, LossOutput, positive_temperature
+from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, positive_temperature, scoring_vectors
 from embedlab.losses.hn_mixing import HardNegativeMixing
 
 
@@ -15,7 +14,8 @@ class InfoNCE(Loss):
 
     Inputs: ``query`` [B, D], ``positive`` [B, D], optional ``negatives`` [B, K, D] and ``document_mask``.
     The pool is every positive and every hard negative of the batch (B(1+K) documents). With
-    s_ij = cos(q_i, d_j) / τ and p_i = softmax_j(s_ij) at the query's own positive j = i:
+    s_ij = sim(q_i, d_j) / τ (``similarity`` cosine, the default, or dot) and p_i = softmax_j(s_ij) at the query's
+    own positive j = i:
 
         L = −(1/B) Σ_i w_i · log p_i,    w_i = (1 − p_i)^γ
 
@@ -25,8 +25,11 @@ class InfoNCE(Loss):
 
     Options: ``symmetric`` adds the document→query direction (positives against all queries) and averages the two;
     ``query_query`` / ``doc_doc`` add the other queries / other positives as extra negatives (GTE, Li et al. 2023);
-    ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`). In-batch documents masked off by
-    ``document_mask`` (the same document as the query's positive) are never negatives.
+    ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`; unit vectors, so cosine only).
+    In-batch documents masked off by ``document_mask`` (the same document as the query's positive) are never
+    negatives. Logged: ``accuracy`` (the positive is the query's top real in-batch document; extra negatives and
+    synthetic ones are left out so the figure compares across options), ``p_positive`` and, with mixing,
+    ``synthetic_outranks_pos`` (the share of queries whose positive some synthetic negative outscores).
     """
 
     requires = frozenset({"query", "positive"})
@@ -39,8 +42,12 @@ class InfoNCE(Loss):
         query_query: bool = False,
         doc_doc: bool = False,
         mixing: HardNegativeMixing | None = None,
+        similarity: str = "cosine",
     ) -> None:
         super().__init__()
+        self.similarity = check_similarity(similarity)
+        if mixing is not None and similarity != "cosine":
+            raise ConfigError("hard-negative mixing builds unit-norm negatives (MoCHi): it needs similarity cosine")
         if gamma < 0:
             raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
         self.temperature = positive_temperature(temperature)
@@ -49,13 +56,17 @@ class InfoNCE(Loss):
 
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
-        q = F.normalize(emb.query, dim=-1)
-        docs = F.normalize(emb.documents(), dim=-1)
+        q = scoring_vectors(emb.query, self.similarity)
+        docs = scoring_vectors(emb.documents(), self.similarity)
         b = q.shape[0]
-        scores = q @ docs.T  # [B, N] cosines
+        scores = q @ docs.T  # [B, N] cosines (or dot products)
         valid = _valid_mask(emb.document_mask, b, docs.shape[0], q.device)
         scores = scores.masked_fill(~valid, float("-inf"))
         blocks = [scores]
+        idx = torch.arange(b, device=q.device)
+        # Top-1 over the real documents only, comparable across options: extra blocks (other queries, synthetic
+        # negatives) would otherwise count in it.
+        logs = {"accuracy": (scores.detach().argmax(1) == idx).float().mean().item()}
         if self.query_query:
             blocks.append((q @ q.T).masked_fill(torch.eye(b, dtype=torch.bool, device=q.device), float("-inf")))
         if self.doc_doc:
@@ -67,13 +78,14 @@ class InfoNCE(Loss):
             mixed = torch.einsum("bd,bsd->bs", q, synthetic)
             # A query whose in-batch documents are all masked (or its positive alone) has nothing to mix from.
             has_negative = torch.isfinite(scores).sum(dim=1) > 1
-            blocks.append(mixed.masked_fill(~has_negative[:, None], float("-inf")))
+            mixed = mixed.masked_fill(~has_negative[:, None], float("-inf"))
+            blocks.append(mixed)
+            # The share of queries whose positive some synthetic negative outscores (none when nothing was mixed).
+            beaten = mixed.detach().amax(dim=1) > scores.detach()[idx, idx] if mixed.shape[1] else idx < 0  # all False
+            logs["synthetic_outranks_pos"] = beaten.float().mean().item()
         logits = torch.cat(blocks, dim=1) / self.temperature
         loss, log_p = self._weighted_nll(logits)
-        logs = {
-            "accuracy": (logits.argmax(1) == torch.arange(b, device=q.device)).float().mean().item(),
-            "p_positive": log_p.exp().mean().item(),
-        }
+        logs["p_positive"] = log_p.exp().mean().item()
         if self.symmetric:
             back = (docs[:b] @ q.T).masked_fill(~valid[:, :b].T, float("-inf")) / self.temperature
             loss_back, _ = self._weighted_nll(back)

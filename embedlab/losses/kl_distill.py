@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
-from embedlab.losses.base import Embeddings, Loss, LossOutput, cosine_matrix, positive_temperature
+from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, positive_temperature, score_matrix
 
 
 class KLDistill(Loss):
@@ -14,27 +14,31 @@ class KLDistill(Loss):
     the soft labels of LG-ANNA from retriever/reranker scores).
 
     Inputs: ``query`` [B, D], ``candidates`` [B, C, D], ``teacher_scores`` [B, C]. With student scores
-    s_ic = cos(q_i, c_ic) / τ_s and teacher scores t_ic / τ_t:
+    s_ic = sim(q_i, c_ic) / τ_s (``similarity`` cosine, the default, or dot) and teacher scores t_ic / τ_t:
 
         L = (1/B) Σ_i Σ_c P^t_ic (log P^t_ic − log P^s_ic),   P^t_i = softmax(t_i / τ_t),  P^s_i = softmax(s_i)
     """
 
     requires = frozenset({"query", "candidates", "teacher_scores"})
 
-    def __init__(self, student_temperature: float = 0.05, teacher_temperature: float = 1.0) -> None:
+    def __init__(
+        self, student_temperature: float = 0.05, teacher_temperature: float = 1.0, similarity: str = "cosine"
+    ) -> None:
         super().__init__()
+        self.similarity = check_similarity(similarity)
         self.student_temperature = positive_temperature(student_temperature, "student_temperature")
         self.teacher_temperature = positive_temperature(teacher_temperature, "teacher_temperature")
 
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
-        student = cosine_matrix(emb.query.unsqueeze(1), emb.candidates).squeeze(1) / self.student_temperature
+        scores = score_matrix(emb.query.unsqueeze(1), emb.candidates, self.similarity).squeeze(1)
+        student = scores / self.student_temperature
         return list_kl(student, emb.teacher_scores, self.teacher_temperature)
 
 
 def list_kl(student_logits: torch.Tensor, teacher_scores: torch.Tensor, teacher_temperature: float) -> LossOutput:
     """KL(softmax(t / τ_t) ‖ softmax(s)) averaged over lists, [B, C] each: `KLDistill` with the student's scores
-    already divided by its temperature (cosines, or a reranker's logits)."""
+    already divided by its temperature (cosines or dot products, or a reranker's logits)."""
     teacher = teacher_scores.to(student_logits.dtype)
     if teacher.shape != student_logits.shape:
         raise ConfigError(f"kl_distill: teacher_scores {tuple(teacher.shape)} vs student {tuple(student_logits.shape)}")

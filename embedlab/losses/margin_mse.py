@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embedlab.errors import ConfigError
-from embedlab.losses.base import Embeddings, Loss, LossOutput
+from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, score_matrix
 
 
 class MarginMSE(Loss):
@@ -11,17 +11,21 @@ class MarginMSE(Loss):
     Knowledge Distillation").
 
     Inputs: ``query`` [B, D], ``candidates`` [B, C, D] with candidate 0 the positive and 1..C−1 negatives,
-    ``teacher_scores`` [B, C]. Student scores are dot products s_ic = q_i · c_ic (cosines when the encoder
-    normalises):
+    ``teacher_scores`` [B, C]. Student scores s_ic = sim(q_i, c_ic), ``similarity`` cosine (the default, as in
+    InfoNCE and KL) or dot (the paper's dot-product students):
 
         L = (1 / (B (C−1))) Σ_i Σ_{c≥1} ((s_i0 − s_ic) − (t_i0 − t_ic))²
     """
 
     requires = frozenset({"query", "candidates", "teacher_scores"})
 
+    def __init__(self, similarity: str = "cosine") -> None:
+        super().__init__()
+        self.similarity = check_similarity(similarity)
+
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
-        student = (emb.query.unsqueeze(1) * emb.candidates).sum(-1)  # [B, C]
+        student = score_matrix(emb.query.unsqueeze(1), emb.candidates, self.similarity).squeeze(1)  # [B, C]
         teacher = emb.teacher_scores.to(student.dtype)
         if teacher.shape != student.shape or student.shape[1] < 2:
             raise ConfigError(

@@ -14,7 +14,18 @@ class Matryoshka(Loss):
         L_MRL = Σ_m w_m · L(embeddings truncated to their first d_m coordinates)
 
     Written once for every loss: it truncates the `Embeddings` record (student fields, and the teacher when it has
-    the student's size) and calls the inner loss, which normalises as it always does.
+    the student's size) and calls the inner loss, which normalises as it always does. The convention that follows:
+
+    - Score-based losses (InfoNCE, focal, KL, MarginMSE) with ``similarity: cosine`` renormalise every prefix: the
+      score at d_m is the cosine of the two d_m-prefixes, which is what a search over truncated (and renormalised)
+      vectors ranks by, and it keeps one temperature and one teacher-margin scale valid at every size. With
+      ``similarity: dot`` they score raw prefixes, whose dot products shrink with d_m.
+    - LEAF compares raw prefixes: the student's first d_m coordinates regress onto the first d_m coordinates of
+      the teacher's vector, unrenormalised. Every level's target is then a piece of the one full-size target (the
+      full loss is the prefix loss plus the rest), so the nested terms never pull against each other, and the
+      student inherits the teacher's own nested space (used beside the teacher's prefix: teacher documents ×
+      student queries). Renormalised prefixes would ask for a different scale at each size. ``normalize: true``
+      matches the prefixes' directions instead (2 − 2 cos of the prefixes).
     """
 
     def __init__(self, inner: Loss, dims: list[int], weights: list[float] | None = None) -> None:

@@ -14,7 +14,8 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) ->
     X [N, Ds] are the frozen student's pooled features, Y [N, Dt] the teacher's embeddings of the same texts.
     λ is scaled by N so one value suits any text count. Returns W as [Dt, Ds] (nn.Linear layout) and b [Dt].
     This is the baseline a trained LEAF recipe must beat, and its starting point: a random projection trained
-    end-to-end damages the pretrained student before it aligns (shared/FINDINGS.md).
+    end-to-end damages the pretrained student before it aligns (experiments/README.md, "LEAF by hand, before
+    embedlab").
     """
     if features.shape[0] != targets.shape[0]:
         raise ConfigError(f"ridge fit: {features.shape[0]} feature rows but {targets.shape[0]} target rows")
