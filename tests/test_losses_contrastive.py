@@ -209,7 +209,13 @@ def test_masked_duplicate_changes_value_like_a_removed_column():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"symmetric": True, "query_query": True, "doc_doc": True}, {"gamma": 1.0}, {"gamma": 2.0, "symmetric": True}],
+    [
+        {},
+        {"symmetric": True, "query_query": True, "doc_doc": True},
+        {"gamma": 1.0},
+        {"gamma": 2.0, "symmetric": True},
+        {"gamma": 0.5},
+    ],
 )
 def test_infonce_gradcheck(options):
     q, p, n = random_batch(3, 2, 4, seed=3, grad=True)
@@ -249,6 +255,19 @@ def test_focal_gamma_two_hand_value():
     p0, p1 = math.exp(-LOSS0), math.exp(-LOSS1)
     expected = (-((1 - p0) ** 2) * math.log(p0) - (1 - p1) ** 2 * math.log(p1)) / 2
     assert InfoNCE(temperature=0.5, gamma=2.0)(hand_batch()).value.item() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_focal_gamma_below_one_has_a_finite_gradient_when_p_rounds_to_one(dtype):
+    # Two orthogonal pairs at τ = 0.01: each row's logits are 100 (its positive) and 0, so p = 1/(1 + e^−100) rounds to
+    # 1 and 1 − p to 0. By hand, L = −(1 − p)^γ log p ≈ e^−100·(e^−100)^γ and dL/dq is of the same order: ~0.
+    # d(x^γ)/dx is infinite at x = 0 for γ < 1; autograd multiplied it by the softmax's zero slope: NaN.
+    q = torch.eye(2, dtype=dtype, requires_grad=True)
+    out = InfoNCE(temperature=0.01, gamma=0.5)(Embeddings(query=q, positive=torch.eye(2, dtype=dtype)))
+    out.value.backward()
+    assert out.value.item() == pytest.approx(0.0, abs=1e-30)
+    assert torch.isfinite(q.grad).all(), q.grad
+    assert q.grad.abs().max().item() < 1e-15
 
 
 def test_focal_weight_is_smaller_for_a_confident_example():

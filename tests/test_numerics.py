@@ -112,3 +112,46 @@ def test_fp16_gradient_overflow_is_skipped_by_the_grad_scaler(tok) -> None:
     assert torch.equal(after_overflow, before) and not torch.equal(after_next, before)
     assert scale_1 == scale_2 == 2.0**15  # 2**16 halved once, by the overflow
     assert torch.isfinite(after_next).all()
+
+
+def test_the_guard_checks_gradients_too() -> None:
+    good, bad = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    good.grad, bad.grad = torch.ones(2), torch.tensor([1.0, math.nan, 2.0])
+    with pytest.raises(NonFiniteLossError, match=r"step 4: the loss is finite but the gradient of head.weight is no"):
+        NonFiniteGuard("stop").check_gradients([("body.weight", good), ("head.weight", bad)], step=4)
+    guard = NonFiniteGuard("skip")
+    assert guard.check_gradients([("body.weight", good)], step=3) and good.grad is not None
+    assert not guard.check_gradients([("body.weight", good), ("head.weight", bad)], step=4)
+    assert guard.skipped == 1 and good.grad is None and bad.grad is None  # dropped: the optimizer moves neither
+
+
+def inf_gradient_at_first_step(module: EmbeddingModule) -> torch.Tensor:
+    """A finite loss whose first backward pass leaves an infinite gradient on the projection's weight."""
+    weight = module.student.projection.weight
+    calls = []
+    weight.register_hook(lambda g: torch.full_like(g, math.inf) if not calls.append(1) and len(calls) == 1 else g)
+    return weight
+
+
+def test_a_nonfinite_gradient_with_a_finite_loss_stops_the_run(tok) -> None:
+    table = TeacherTable(unit_rows(len(TEXTS), 16, seed=1), "random")
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"leaf": {}}), teacher_table=table, nonfinite="stop")
+    weight = inf_gradient_at_first_step(module)
+    before = weight.detach().clone()
+    with pytest.raises(NonFiniteLossError, match=r"^step 0: the loss is finite but the gradient of student\.proj"):
+        pl.Trainer(max_steps=2, logger=False, **QUIET).fit(module, datamodule=datamodule(tok))
+    assert torch.equal(weight.detach(), before)
+
+
+def test_a_nonfinite_gradient_with_a_finite_loss_is_skipped(tok) -> None:
+    table = TeacherTable(unit_rows(len(TEXTS), 16, seed=1), "random")
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"leaf": {}}), teacher_table=table, nonfinite="skip")
+    weight = inf_gradient_at_first_step(module)
+    seen = []
+    probe = pl.callbacks.LambdaCallback(on_train_batch_end=lambda *a: seen.append(weight.detach().clone()))
+    before = weight.detach().clone()
+    trainer = pl.Trainer(max_steps=2, logger=False, callbacks=[probe], **QUIET)
+    trainer.fit(module, datamodule=datamodule(tok))
+    assert module.nonfinite.skipped == 1
+    assert torch.equal(seen[0], before) and not torch.equal(seen[1], before)  # only the bad step is dropped
+    assert all(torch.isfinite(p).all() for p in module.student.parameters())

@@ -124,6 +124,12 @@ class EmbeddingModule(pl.LightningModule):
         else:
             super().backward(loss, *args, **kwargs)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A finite loss can still have a non-finite gradient: stop or drop the step before the optimizer applies it.
+        Under fp16's GradScaler, overflowing gradients are the scaler's to skip (see numerics.py)."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            self.nonfinite.check_gradients(self.named_parameters(), step=self.global_step)
+
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):
         return configure_adamw(self.student, self.optim, int(self.trainer.estimated_stepping_batches))
