@@ -43,6 +43,27 @@ def test_relative_margin_by_hand():
     assert sel.dropped["margin"][0].nonzero()[0].tolist() == [0, 2]
 
 
+@pytest.mark.parametrize(
+    ("s_pos", "scores", "threshold", "kept"),
+    [
+        # a cosine positive below 0: t = −0.20 − 0.05 × 0.20 = −0.21 (0.95 × −0.20 = −0.19 would keep −0.195 and
+        # −0.205, which outscore or nearly match the positive)
+        (-0.20, [-0.10, -0.195, -0.205, -0.25], -0.21, [3]),
+        (0.0, [0.10, 0.0, -0.05], 0.0, [1, 2]),  # s⁺ = 0: no margin, only what outscores the positive goes
+        # raw inner products (normalize=false): the margin is 5 % of |s⁺| whatever the scale or sign
+        (40.0, [45.0, 39.0, 37.0], 38.0, [2]),
+        (-30.0, [-20.0, -29.0, -31.0, -32.0], -31.5, [3]),
+    ],
+)
+def test_relative_margin_never_lies_above_the_positive(s_pos, scores, threshold, kept):
+    table = np.array([scores])
+    none = np.zeros_like(table, dtype=bool)
+    cfg = SelectionConfig(num_negatives=8, margin="relative", relative=0.95)
+    sel = select_negatives(table, none, none, np.array([s_pos]), cfg)
+    assert sel.threshold[0] == pytest.approx(threshold) and sel.threshold[0] <= s_pos
+    assert sel.kept[0].nonzero()[0].tolist() == kept
+
+
 def test_absolute_margin_by_hand():
     # t = 0.80 − 0.1 = 0.70: 0.70 itself is not above the threshold, so it stays
     sel = select(num_negatives=8, margin="absolute", absolute=0.1)

@@ -8,10 +8,14 @@ Filters apply in this order, each counting the candidates it newly drops:
   2. `duplicate`  the same text as a positive or as a higher-ranked candidate (exact string match);
   3. `window`     rank (1-based, in the retrieved list) outside [min_rank, max_rank] (KaLM samples ranks 50-100);
   4. `margin`     score above the query's threshold t_q, with s⁺_q the lowest score of the query's positives:
-       relative   t_q = perc · s⁺_q                                   (NV-Retriever TopK-PercPos, perc = 0.95)
+       relative   t_q = s⁺_q − (1 − perc) · |s⁺_q|                    (NV-Retriever TopK-PercPos, perc = 0.95)
        absolute   t_q = s⁺_q − δ                                       (NV-Retriever TopK-MarginPos)
        adaptive   t_q = s⁺_q − clip(λ · (s⁺_q − μ_q), δ_min, δ_max)   (ours, see below)
      where μ_q is the mean score of the query's top-m candidates left after filters 1-2.
+     For s⁺_q > 0 the relative rule is NV-Retriever's perc · s⁺_q; written with |s⁺_q| it stays at or below s⁺_q
+     when s⁺_q ≤ 0 too (perc · s⁺_q would lie above a negative s⁺_q and keep negatives that outscore the positive).
+     Its margin is a share of |s⁺_q|, so it carries over to raw inner products (`normalize=false`, scores beyond
+     ±1); the absolute and adaptive δs are in score units and need rescaling there.
 Then `sampling` takes `num_negatives` of what is left: the highest-ranked (`top`) or uniformly at random (`random`,
 seeded per run, so the same config gives the same file).
 
@@ -42,7 +46,7 @@ class SelectionConfig:
     min_rank: int = 1  # first retrieved rank that may be a negative (1-based)
     max_rank: int = 100  # last retrieved rank that may be a negative
     margin: str = "none"  # none | relative | absolute | adaptive
-    relative: float = 0.95  # relative: drop scores above relative × positive score
+    relative: float = 0.95  # relative: drop scores above positive score − (1 − relative) × |positive score|
     absolute: float = 0.05  # absolute: drop scores above positive score − absolute
     adaptive_scale: float = 0.5  # adaptive: λ, the share of the query's gap used as its margin
     adaptive_top: int = 10  # adaptive: m, how many top candidates give the query's typical score μ
@@ -100,7 +104,7 @@ def margin_threshold(
     if cfg.margin == "none":
         return np.full(len(s_pos), np.inf)
     if cfg.margin == "relative":
-        return cfg.relative * s_pos
+        return s_pos - (1 - cfg.relative) * np.abs(s_pos)
     if cfg.margin == "absolute":
         return s_pos - cfg.absolute
     # adaptive: μ_q over the first m usable candidates in rank order
