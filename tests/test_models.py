@@ -216,6 +216,49 @@ def test_invalid_modules_json_names_the_file(tmp_path: Path) -> None:
     assert err.value.path == tmp_path / "modules.json"
 
 
+# ------------------------------------------------------------------------------------------------- Dense + new head
+def test_projection_dim_stacks_a_new_head_after_the_folders_dense(tiny_bert: Encoder, tmp_path: Path) -> None:
+    """A folder whose Dense changes the size (32 → 48) with projection_dim=24: pooled (32) → Dense (48) → head (24)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedlab.cli.train import init_projection
+    from embedlab.lit.optim import OptimConfig, parameter_groups
+    from embedlab.lit.teacher import TeacherTable
+
+    folder = tiny_bert.save(tmp_path / "dense48")
+    plain = Encoder.from_pretrained(str(folder))
+    enc = Encoder.from_pretrained(str(folder), projection_dim=24)
+    assert enc.dim == 24 and enc.encode(TEXTS).shape == (len(TEXTS), 24)
+    features = torch.from_numpy(enc.encode(TEXTS, head=False))  # [N, 32] pooled, no prompt
+    dense, head = enc.projection[0], enc.projection[1]
+    assert torch.equal(dense.weight, tiny_bert.projection.weight)  # the folder's Dense is kept, not replaced
+    with torch.no_grad():
+        expected = nn.functional.normalize(head(dense(features)), dim=-1).numpy()
+    np.testing.assert_allclose(enc.encode(TEXTS), expected, atol=1e-6)
+    assert enc.fingerprint(head=False) == plain.fingerprint(head=False) != plain.fingerprint() != enc.fingerprint()
+    # Every projection weight trains at projection_lr; the backbone at lr.
+    groups = {g["name"]: g for g in parameter_groups(enc, OptimConfig(lr=1e-5, projection_lr=1e-3))}
+    assert {id(p) for n in ("head", "head_no_decay") for p in groups[n]["params"]} == set(
+        map(id, enc.projection.parameters())
+    )
+    # Ridge fits the new head on the Dense's outputs: targets linear in the pooled features are met.
+    many = [f"text number {i} is about {w}" for i, w in enumerate(["cats", "rain", "genes", "chess", "bread"] * 12)]
+    pooled = enc.encode(many, head=False).astype(np.float64)
+    rng = np.random.default_rng(0)
+    targets = (pooled @ rng.standard_normal((32, 24)) + rng.standard_normal(24)).astype(np.float32)
+    init_projection(enc, many, list(range(len(many))), TeacherTable(targets, "linear"), 1e-8, None, 16)
+    with torch.no_grad():
+        fitted = enc.projection(torch.from_numpy(pooled).float()).numpy()
+    np.testing.assert_allclose(fitted, targets, atol=1e-3 * np.abs(targets).max())
+    # Export folds Dense and head into one Dense (32 → 24): sentence-transformers and embedlab read the same vectors.
+    vectors = enc.encode(TEXTS)
+    out = enc.save(tmp_path / "stacked")
+    np.testing.assert_allclose(SentenceTransformer(str(out), device="cpu").encode(TEXTS), vectors, atol=1e-5)
+    back = Encoder.from_pretrained(str(out))
+    assert back.dim == 24
+    np.testing.assert_allclose(back.encode(TEXTS), vectors, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------- real MiniLM
 @pytest.fixture(scope="module")
 def minilm() -> Encoder:

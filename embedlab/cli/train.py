@@ -42,7 +42,7 @@ from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import build_loss
 from embedlab.manifest import build_manifest
 from embedlab.models import Encoder
-from embedlab.models.projection import fit_ridge, set_linear
+from embedlab.models.projection import fit_projection
 from embedlab.precision import record as precision_record
 from embedlab.precision import resolve_trainer, trainer_device
 from embedlab.report.table import format_table
@@ -104,8 +104,7 @@ def init_projection(
         raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
     features = encode_cached(student, texts, kind="features", cache=cache, batch_size=batch_size)
     fit_rows = np.asarray(rows, dtype=np.int64)
-    weight, bias = fit_ridge(np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
-    set_linear(student.projection, weight, bias)
+    fit_projection(student.projection, np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 

@@ -1,6 +1,6 @@
 """The Encoder: the one object that turns text into vectors, for training, evaluation, mining and export alike.
 
-backbone (HF AutoModel) -> pooling -> optional linear projection -> optional L2 normalisation.
+backbone -> pooling -> optional projection (folder's Dense, new head, or both: `StackedProjection`) -> L2 norm.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
 from embedlab.models import decoder, lora, st_format
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
+from embedlab.models.projection import StackedProjection, single_linear
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, prompt_length, query_prompts
 from embedlab.precision import ENCODER_PRECISIONS
 from embedlab.precision import resolve as resolve_precision
@@ -90,7 +91,7 @@ class Encoder(nn.Module):
         pooling: str = "mean",
         normalize: bool = True,
         max_length: int = 512,
-        projection: nn.Linear | None = None,
+        projection: nn.Linear | StackedProjection | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
         precision: str = "auto",
@@ -155,7 +156,8 @@ class Encoder(nn.Module):
             projection = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in layout.dense)
             projection.load_state_dict(layout.dense)
         if cfg.projection_dim is not None and (projection is None or projection.out_features != cfg.projection_dim):
-            projection = nn.Linear(projection.out_features if projection else hidden, cfg.projection_dim)
+            head = nn.Linear(projection.out_features if projection else hidden, cfg.projection_dim)
+            projection = StackedProjection(projection, head) if projection is not None else head  # Dense, then head
         include_prompt = (
             cfg.include_prompt if cfg.include_prompt is not None else (layout.include_prompt if layout else True)
         )
@@ -355,7 +357,7 @@ class Encoder(nn.Module):
                 pooling=self.pooling,
                 normalize=self.normalize,
                 max_length=self.max_length,
-                dense=self.projection,
+                dense=single_linear(self.projection),
                 prompts={**self.task_prompts, "query": self.query_prompt, "document": self.document_prompt},
                 include_prompt=self.include_prompt,
             )

@@ -1,9 +1,10 @@
-"""Closed-form initialisation of a linear projection: ridge regression of targets on features."""
+"""Projection heads: a model folder's Dense with a new head stacked after it, and their closed-form (ridge) fit."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from embedlab.errors import ConfigError
 
@@ -36,3 +37,44 @@ def set_linear(layer: torch.nn.Linear, weight: np.ndarray, bias: np.ndarray) -> 
         layer.weight.copy_(torch.from_numpy(weight))
         if layer.bias is not None:
             layer.bias.copy_(torch.from_numpy(bias))
+
+
+class StackedProjection(nn.Sequential):
+    """A model folder's Dense layer followed by a new linear head (`projection_dim` unlike the Dense's size).
+
+    The Dense keeps its pretrained weights and its place after pooling; the head maps its outputs to the new size.
+    Both are linear, so export folds them into one Dense (`folded`) that any sentence-transformers loader reads."""
+
+    def __init__(self, dense: nn.Linear, head: nn.Linear) -> None:
+        super().__init__(dense, head)
+
+    @property
+    def out_features(self) -> int:
+        return self[1].out_features
+
+    def folded(self) -> nn.Linear:
+        """One Linear computing head(dense(x)): W = W_h W_d, b = W_h b_d + b_h (in float64, then the Dense's dtype)."""
+        dense, head = self[0], self[1]
+        w_d, w_h = dense.weight.detach().double(), head.weight.detach().double()
+        b_d = dense.bias.detach().double() if dense.bias is not None else torch.zeros(w_d.shape[0], dtype=torch.float64)
+        b_h = head.bias.detach().double() if head.bias is not None else torch.zeros(w_h.shape[0], dtype=torch.float64)
+        out = nn.Linear(dense.in_features, head.out_features).to(device=dense.weight.device, dtype=dense.weight.dtype)
+        with torch.no_grad():
+            out.weight.copy_(w_h @ w_d)
+            out.bias.copy_(w_h @ b_d.to(w_h.device) + b_h)
+        return out
+
+
+def single_linear(projection: nn.Module | None) -> nn.Linear | None:
+    """The projection as one Linear (what a model folder's single Dense holds)."""
+    return projection.folded() if isinstance(projection, StackedProjection) else projection
+
+
+def fit_projection(projection: nn.Module, features: np.ndarray, targets: np.ndarray, ridge: float) -> None:
+    """Fit the projection's trainable head by ridge regression of `targets` on pooled `features`: a plain Linear
+    directly, a stacked head on its Dense's outputs (the Dense keeps its pretrained weights)."""
+    if isinstance(projection, StackedProjection):
+        with torch.no_grad():
+            features = projection[0](torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
+        projection = projection[1]
+    set_linear(projection, *fit_ridge(features, targets, ridge))
