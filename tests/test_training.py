@@ -169,7 +169,8 @@ def test_teacher_table_from_encoder_groups_and_cache(tok, tmp_path) -> None:
     cache = EmbeddingCache(tmp_path)
     table = TeacherTable.from_encoder(teacher, groups, cache, batch_size=4)
     assert (len(table), table.dim, table.source) == (8, 32, "teacher tiny3")
-    expected = np.concatenate([teacher.encode_documents(g) for g in groups])
+    expected = np.concatenate([teacher.encode(g) for g in groups])  # the raw texts: no document prompt
+    assert not np.allclose(expected, np.concatenate([teacher.encode_documents(g) for g in groups]), atol=1e-3)
     np.testing.assert_allclose(table.embeddings, expected, atol=1e-6)
     assert (cache.hits, cache.misses) == (0, 2)
     again = TeacherTable.from_encoder(teacher, groups, cache, batch_size=4)
@@ -177,6 +178,16 @@ def test_teacher_table_from_encoder_groups_and_cache(tok, tmp_path) -> None:
     np.testing.assert_array_equal(again.embeddings, table.embeddings)
     rows = table.lookup(torch.tensor([6, 0]))
     assert rows.dtype == torch.float32 and torch.equal(rows, torch.from_numpy(expected[[6, 0]]))
+
+
+def test_cached_and_online_teacher_targets_are_equal(tok) -> None:
+    """teacher.cache=true (a TeacherTable) and false (the teacher inside the module) train on the same targets, for a
+    teacher with a document prompt too: both embed the raw training text, as the student does."""
+    teacher = tiny_encoder(tok, projection=16, seed=3, document_prompt="passage: ")
+    table = TeacherTable.from_encoder(teacher, [TEXTS], None, batch_size=4)
+    online = EmbeddingModule(tiny_encoder(tok), build_loss({"leaf": {}}), teacher=teacher)
+    batch = Collator.for_encoder(online.student)([(i, e) for i, e in enumerate(text_examples()) if i in (2, 9, 13)])
+    torch.testing.assert_close(online.embed(batch).teacher, table.lookup(batch["index"]), atol=1e-6, rtol=0)
 
 
 def test_teacher_table_from_files(tmp_path) -> None:

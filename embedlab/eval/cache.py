@@ -72,14 +72,15 @@ def encode_cached(
     model_fingerprint: str | None = None,
     task: str | None = None,
 ) -> np.ndarray:
-    """Encode through the cache when given. `kind`: "query" / "document" (with that prompt), or "features"
-    (pooled backbone output without projection or normalisation, no prompt — what a projection is fitted on).
+    """Encode through the cache when given. `kind`: "query" / "document" (with that prompt), "text" (no prompt), or
+    "features" (pooled backbone output without projection or normalisation, no prompt — what a projection is fitted
+    on). A "text" entry is a "document" entry of an encoder without a document prompt: the key is the same.
 
     With a cache, an encoder with a projection head gets its vectors by applying the head to cached pooled features
     of the same prompted texts, and any encoder whose backbone already left such features reuses them: frozen
     encoders that share a backbone (the student before training, the shipped student) encode a corpus once."""
-    if kind not in ("query", "document", "features"):
-        raise ValueError(f"kind must be query, document or features, got {kind!r}")
+    if kind not in ("query", "document", "text", "features"):
+        raise ValueError(f"kind must be query, document, text or features, got {kind!r}")
     query_prompt = encoder.query_prompt_for(task) if hasattr(encoder, "query_prompt_for") else encoder.query_prompt
     prompt = {"query": query_prompt, "document": encoder.document_prompt}.get(kind, "")
 
@@ -91,6 +92,8 @@ def encode_cached(
             and (shared := shared_features(encoder, texts, prompt, cache, batch_size, kind)) is not None
         ):
             return encoder.apply_head(shared)
+        if kind == "text":
+            return encoder.encode(list(texts), batch_size=batch_size, desc="texts")
         if kind == "query":  # with its task: an instruction-tuned encoder has one instruction per task
             return encoder.encode_queries(list(texts), batch_size=batch_size, **({"task": task} if task else {}))
         return encoder.encode_documents(list(texts), batch_size=batch_size)

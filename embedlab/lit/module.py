@@ -16,7 +16,7 @@ from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
 from embedlab.lit.numerics import NonFiniteGuard
 from embedlab.lit.optim import OptimConfig, configure_adamw
-from embedlab.lit.teacher import TeacherTable
+from embedlab.lit.teacher import TeacherTable, teacher_targets
 from embedlab.losses import Embeddings, Loss
 from embedlab.models import Encoder
 
@@ -96,8 +96,8 @@ class EmbeddingModule(pl.LightningModule):
     def _teacher_targets(self, batch: dict) -> torch.Tensor:
         if self.teacher_table is not None:
             return self.teacher_table.lookup(batch["index"])
-        assert self.teacher is not None
-        return self.teacher.encode(batch["texts"], batch_size=len(batch["texts"]), convert_to="torch")
+        assert self.teacher is not None  # the same rule as the cached table's (teacher_targets)
+        return torch.from_numpy(teacher_targets(self.teacher, batch["texts"], batch_size=len(batch["texts"])))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         emb = self.embed(batch)

@@ -1,7 +1,8 @@
 """Teacher embeddings for a training text set: computed once by a frozen teacher (and cached), or read from a file.
 
 Rows follow the training set's order, so a batch looks its targets up by example index. The cached matrix is
-memory-mapped; a changed teacher, text, max length or prompt gives a new cache key (see `EmbeddingCache`).
+memory-mapped; a changed teacher, text or max length gives a new cache key (see `EmbeddingCache`).
+`teacher_targets` is the one rule for a teacher's targets, cached (`teacher.cache=true`) or online.
 A black-box teacher (e.g. an embedding API) is a file of vectors keyed by text id: `.npz` with arrays `ids` and
 `embeddings`, or JSONL lines {"id": ..., "embedding": [...]}.
 """
@@ -18,6 +19,15 @@ import torch
 from embedlab.data.lines import first_seen, identifier, numbers, read_jsonl
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
+
+
+def teacher_targets(teacher, texts: Sequence[str], batch_size: int, cache: EmbeddingCache | None = None) -> np.ndarray:
+    """The teacher's targets for training texts: the raw texts, with no prompt, cached or online alike.
+
+    LEAF (Vujanić & Rueckstiess 2025) aligns the student to the teacher on the same input text, and the student's
+    distillation texts carry no prompt (see `Collator._texts`); a teacher's document prompt would make the targets
+    vectors of a different string. Without a document prompt the cache entry is the teacher's evaluation-corpus one."""
+    return encode_cached(teacher, list(texts), kind="text", cache=cache, batch_size=batch_size)
 
 
 class TeacherTable:
@@ -38,9 +48,10 @@ class TeacherTable:
     def from_encoder(
         cls, teacher, groups: Sequence[Sequence[str]], cache: EmbeddingCache | None, batch_size: int = 64
     ) -> TeacherTable:
-        """Rows for each group of texts (one per training source), in order. Cached per group, so a source that is
-        also an evaluation corpus (the SciFact abstracts) is encoded by the teacher once for both uses."""
-        parts = [encode_cached(teacher, list(g), kind="document", cache=cache, batch_size=batch_size) for g in groups]
+        """Rows for each group of texts (one per training source), in order (`teacher_targets`). Cached per group,
+        so a source that is also an evaluation corpus (the SciFact abstracts) is encoded by the teacher once for both
+        uses when the teacher has no document prompt."""
+        parts = [teacher_targets(teacher, g, batch_size, cache) for g in groups]
         return cls(np.concatenate(parts) if len(parts) > 1 else parts[0], f"teacher {teacher.name}")
 
     @classmethod
