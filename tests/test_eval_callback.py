@@ -8,6 +8,7 @@ from pytorch_lightning.loggers.logger import Logger
 from tiny import QUIET, leaf_module, text_examples, tiny_encoder
 
 from embedlab.data.collate import Collator
+from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import TaskResult
 from embedlab.lit.callbacks import EvaluationCallback
 from embedlab.lit.datamodule import EmbeddingDataModule
@@ -101,14 +102,40 @@ def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
             "strategy": FSDPStrategy() if strategy == "fsdp" else DDPStrategy(),
         },
     )()
-    cache = object()
+    cache = EmbeddingCache(tmp_path / "cache")
     callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache)
     callback.on_train_batch_end(trainer, module, None, None, 0)
     assert len(seen) == int(evaluates)
     if evaluates:
         assert seen[0]["out_dir"] == (tmp_path if writes else None)  # only rank 0 writes files
         # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step
-        assert seen[0]["cache"] is (None if strategy == "fsdp" else cache)
+        passed = seen[0]["cache"]
+        assert passed is None if strategy == "fsdp" else passed.root == cache.root
     assert logger.records == ([(2, {"eval/scifact/x": 1.0})] if writes else [])
     callback.on_train_end(trainer, module)  # already evaluated at this step
     assert len(seen) == int(evaluates)
+
+
+def test_evaluating_a_student_in_training_bypasses_the_embedding_cache(tok, real_data, tmp_path) -> None:
+    """Each evaluation of a trained student would hash all its weights and write arrays no one reads again: the
+    callback leaves the student out of the cache; a frozen teacher's documents still go through it."""
+    import json
+
+    from embedlab.eval.runner import EvalSettings
+
+    teacher, student = tiny_encoder(tok, seed=4), tiny_encoder(tok)
+    module = EmbeddingModule(student, build_loss({"infonce": {}}))
+    trainer = type(
+        "T", (), {"loggers": [], "global_step": 3, "is_global_zero": True, "global_rank": 0, "strategy": "auto"}
+    )()
+    cache = EmbeddingCache(tmp_path / "cache")
+    settings = EvalSettings(limit=4, max_docs=30, batch_size=16)
+    common = {"settings": settings, "data_root": str(real_data), "cache": cache}
+    teacher_fingerprints = {teacher.fingerprint(), teacher.fingerprint(head=False)}
+    student.fingerprint = lambda *a, **k: pytest.fail("the student's weights were hashed for the cache")
+    EvaluationCallback(["scifact", "stsb"], **common).on_train_end(trainer, module)  # the final evaluation
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+    EvaluationCallback(["scifact"], document_encoder=teacher, **common).evaluate(trainer, module)
+    described = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
+    assert {d["kind"] for d in described} == {"document", "document features"}  # the head over shared features
+    assert {d["model_fingerprint"] for d in described} == teacher_fingerprints

@@ -25,9 +25,15 @@ def default_cache_root() -> Path:
 
 
 class EmbeddingCache:
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, bypass: tuple = ()) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
         self.hits = self.misses = 0
+        self.bypass = bypass  # encoders `encode_cached` never caches (see `bypassing`)
+
+    def bypassing(self, encoder) -> EmbeddingCache:
+        """This cache (same folder, own counters) with `encoder` left out: a model being trained changes at every
+        step, so caching it would hash all its weights and write vectors no one reads again."""
+        return EmbeddingCache(self.root, (*self.bypass, encoder))
 
     def key(self, model_fingerprint: str, texts: Sequence[str], prompt: str) -> str:
         return fingerprint([model_fingerprint, prompt, len(texts), fingerprint(texts)])
@@ -81,6 +87,8 @@ def encode_cached(
     encoders that share a backbone (the student before training, the shipped student) encode a corpus once."""
     if kind not in ("query", "document", "text", "features"):
         raise ValueError(f"kind must be query, document, text or features, got {kind!r}")
+    if cache is not None and any(encoder is e for e in cache.bypass):
+        cache = None  # a model being trained: neither its vectors nor its features are cached
     query_prompt = encoder.query_prompt_for(task) if hasattr(encoder, "query_prompt_for") else encoder.query_prompt
     prompt = {"query": query_prompt, "document": encoder.document_prompt}.get(kind, "")
 

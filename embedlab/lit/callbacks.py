@@ -18,8 +18,9 @@ class EvaluationCallback(pl.Callback):
     """Evaluate the student every `every_n_steps` optimizer steps and at the end; log `eval/<task>/<metric>`.
 
     With `document_encoder` (e.g. the teacher) retrieval runs asymmetrically: its documents, the student's queries.
-    The frozen document side hits the embedding cache after the first evaluation. With `out_dir`, every evaluation
-    rewrites its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec), so the last one stays.
+    The frozen document side hits the embedding cache after the first evaluation; the student, changed by every
+    step, bypasses the cache at every evaluation, the final one included (as re-mining does). With `out_dir`, every
+    evaluation rewrites its files there (metrics.json, per_query/<task>.jsonl, runs/<task>.trec), so the last stays.
     Under a sharded strategy (FSDP) every rank runs the evaluation's forward passes, without the embedding cache
     (one rank's hit and another's miss would leave the others waiting); only rank 0 writes and logs.
     """
@@ -47,13 +48,14 @@ class EvaluationCallback(pl.Callback):
         docs = self.document_encoder or student
         query = student if self.document_encoder is not None else None
         writes = trainer.is_global_zero
+        cached = self.cache is not None and evaluation_ranks(trainer.strategy) == "rank0"
         self.last = evaluate_tasks(
             self.tasks,
             docs,
             query,
             settings=self.settings,
             data_root=self.data_root,
-            cache=self.cache if evaluation_ranks(trainer.strategy) == "rank0" else None,
+            cache=self.cache.bypassing(student) if cached else None,
             out_dir=self.out_dir if writes else None,
         )
         student.train()
