@@ -246,9 +246,23 @@ def test_infonce_needs_query_and_positive():
 @pytest.mark.parametrize("options", [{}, {"symmetric": True}, {"symmetric": True, "query_query": True}])
 @pytest.mark.parametrize("k", [0, 3])
 def test_focal_gamma_zero_is_exactly_infonce(options, k):
+    # The focal formula at γ = 0 (weights (1 − p)^0 = 1) against InfoNCE written out in plain Python, unweighted:
+    # the mean over rows of −log p (and the document→query mean for `symmetric`).
     q, p, n = random_batch(4, k, 8, seed=21)
-    emb = Embeddings(query=q.float(), positive=p.float(), negatives=None if n is None else n.float())
-    assert torch.equal(InfoNCE(gamma=0.0, **options)(emb).value, InfoNCE(**options)(emb).value)
+    out = InfoNCE(temperature=0.1, gamma=0.0, **options)(Embeddings(query=q, positive=p, negatives=n))
+    ql, pl, nl = as_lists(q, p, n)
+    qq, sym = options.get("query_query", False), options.get("symmetric", False)
+    forward = []
+    pool = pl + [d for row in nl or [] for d in row]
+    for i in range(4):
+        others = [cos(ql[i], d) / 0.1 for j, d in enumerate(pool) if j != i]
+        others += [cos(ql[i], ql[j]) / 0.1 for j in range(4) if qq and j != i]
+        forward.append(nll(cos(ql[i], pl[i]) / 0.1, others))
+    expected = sum(forward) / 4
+    if sym:
+        back = [nll(cos(pl[j], ql[j]) / 0.1, [cos(pl[j], ql[i]) / 0.1 for i in range(4) if i != j]) for j in range(4)]
+        expected = (expected + sum(back) / 4) / 2
+    assert out.value.item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_focal_gamma_two_hand_value():

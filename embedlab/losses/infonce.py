@@ -97,13 +97,11 @@ class InfoNCE(Loss):
         """Mean of −w_i log p_i with the target of row i in column i; returns (loss, log p_i)."""
         idx = torch.arange(logits.shape[0], device=logits.device)
         log_p = logits.log_softmax(dim=1)[idx, idx]
-        if self.gamma == 0:
-            return -log_p.mean(), log_p
         # 1 − p as −expm1(log p): exact where p is near 1, where 1 − exp(log p) rounds to 0. The base is floored at
         # the smallest normal float: for γ < 1 the slope γ·x^(γ−1) of x^γ is infinite at x = 0, and autograd times a
         # saturated softmax's zero slope gives NaN. The floor changes the loss by under tiny^γ·|log p|, i.e. nothing.
         base = (-torch.expm1(log_p)).clamp(min=torch.finfo(log_p.dtype).tiny)
-        weight = base**self.gamma
+        weight = base**self.gamma  # γ = 0: x^0 = 1 exactly, plain InfoNCE to the bit through this same formula
         return -(weight * log_p).mean(), log_p
 
 
