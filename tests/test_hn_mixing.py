@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tensors import random_batch, t
+from test_losses_contrastive import nll
 
 from embedlab.errors import ConfigError
 from embedlab.losses import Embeddings, HardNegativeMixing, InfoNCE
@@ -132,14 +133,51 @@ def test_mixing_with_no_allowed_negative_adds_nothing():
     assert torch.equal(out, torch.zeros_like(out))  # nothing built from p0 / p1
 
 
+class Recording(HardNegativeMixing):
+    """The mixer as InfoNCE calls it, keeping the synthetic block it returned."""
+
+    def __call__(self, q, docs, scores):
+        self.block = super().__call__(q, docs, scores)
+        return self.block
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mixing_only_raises_the_infonce_loss(seed):
-    q, p, n = random_batch(4, 2, 6, seed=30 + seed)
-    emb = Embeddings(query=q, positive=p, negatives=n)
-    plain = InfoNCE(temperature=0.1)(emb).value
-    mixing = HardNegativeMixing(num=4, top_k=3, generator=torch.Generator().manual_seed(seed))
+def test_the_synthetic_negatives_infonce_adds_are_what_mixing_promises(seed):
+    # B = 4, K = 2, D = 8 (a random vector is never in a 3-d span by chance). Each positive is its query's most
+    # similar document, and n00 (column 4) a near copy of p0, masked off for query 0 (as is p1): both would be
+    # among the hardest "negatives" if the mixer did not exclude them.
+    q, noise, n = random_batch(4, 2, 8, seed=30 + seed)
+    p = q + 0.3 * noise
+    n[0, 0] = p[0] + 0.05 * noise[1]
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    mask[0, 1] = mask[0, 4] = False
+    emb = Embeddings(query=q, positive=p, negatives=n, document_mask=mask)
+    mixing = Recording(num=4, top_k=2, generator=torch.Generator().manual_seed(seed))
     mixed = InfoNCE(temperature=0.1, mixing=mixing)(emb)
-    assert mixed.value.item() > plain.item()
+    block = mixing.block  # [B, 8, D]: 4 negatives-kind, then 4 query-kind per query
+    torch.testing.assert_close(block.norm(dim=-1), torch.ones(4, 8, dtype=torch.float64))
+    qn = torch.nn.functional.normalize(q, dim=-1)
+    docs = torch.nn.functional.normalize(emb.documents(), dim=-1)
+    scores = (qn @ docs.T).masked_fill(~mask, -INF)
+    for i in range(4):
+        top = top_valid(scores, i, 2)  # plain Python: neither the positive nor a masked document
+        assert i not in top and (i != 0 or not {1, 4} & set(top))
+        for h in block[i, :4]:  # a non-negative mix of the two hardest allowed negatives
+            residual, x = lstsq_residual([docs[c] for c in top], h)
+            assert residual < 1e-9 and x.min().item() >= -1e-9
+        for h in block[i, 4:]:  # a non-negative mix of the query and one of them, closer to that negative
+            fits = [(c, x) for c in top for residual, x in [lstsq_residual([qn[i], docs[c]], h)] if residual < 1e-9]
+            assert fits and all(x.min().item() >= -1e-9 for _, x in fits)
+            c = fits[0][0]
+            assert torch.dot(h, docs[c]).item() >= torch.dot(h, qn[i]).item() - 1e-12
+    # The block enters as extra negatives with logits q·h/τ: the loss is InfoNCE over the pool plus those columns.
+    expected = 0.0
+    for i in range(4):
+        others = [scores[i, j].item() / 0.1 for j in range(12) if j != i and mask[i, j]]
+        others += [torch.dot(qn[i], h).item() / 0.1 for h in block[i]]
+        expected += nll(scores[i, i].item() / 0.1, others) / 4
+    assert mixed.value.item() == pytest.approx(expected, rel=1e-10)
+    assert mixed.value.item() > InfoNCE(temperature=0.1)(emb).value.item()
 
 
 @pytest.mark.parametrize(
