@@ -3,14 +3,16 @@ the packaged GGUF decoders are too slow for unit tests): every knob is accepted 
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from embedlab.cli.common import CONF_DIR, encoder_config
-from embedlab.models import Encoder
+from embedlab.models import Encoder, EncoderConfig
 from tests.tiny import TEXTS
 from tests.tiny_decoder import tiny_decoder_folder
 
@@ -24,8 +26,11 @@ CONFIGS = {  # config -> the architecture of its real backbone
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_config_on_a_tiny_model_of_its_architecture(name: str, tmp_path: Path) -> None:
-    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
-    assert all(v is not None or k in OmegaConf.to_container(node) for k, v in node.items())
+    preset = CONF_DIR / "model" / f"{name}.yaml"
+    written = yaml.safe_load(preset.read_text())  # the file as written, read without OmegaConf
+    assert set(written) == {f.name for f in fields(EncoderConfig)}  # the preset spells out every knob
+    node = OmegaConf.load(preset)
+    assert asdict(encoder_config(node)) == written  # and each reaches EncoderConfig as written
     cfg = encoder_config(OmegaConf.merge(node, {"path": str(tiny_decoder_folder(tmp_path / "m", CONFIGS[name]))}))
     enc = Encoder.from_config(cfg)
     assert enc.backbone.config.is_causal is (not cfg.bidirectional)
