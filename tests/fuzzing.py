@@ -28,7 +28,7 @@ COUNTS: Counter[str] = Counter()  # inputs per reader
 VALID: Counter[str] = Counter()  # of which unbroken, and read back exactly
 # Bounded and derandomised: the same inputs in CI every time; EMBEDLAB_FUZZ_EXAMPLES raises the budget locally.
 FUZZ = settings(
-    max_examples=int(os.environ.get("EMBEDLAB_FUZZ_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("EMBEDLAB_FUZZ_EXAMPLES", "300")),
     deadline=None,
     derandomize=True,
     database=None,
