@@ -3,7 +3,7 @@
 Each test draws valid records, breaks them, writes the file and reads it: the reader must return (and, for an
 unbroken file, return exactly the records) or raise one located DataFormatError / ConfigError. Valid files have a
 strategy of their own, drawn for about half the inputs (breaking at random leaves few files intact), so the
-read-back check runs on a hundred-odd files per reader; the module checks that share at its end. Run with
+read-back check runs on 70-200 files per reader; the module checks that share at its end. Run with
 `EMBEDLAB_FUZZ_REPORT=counts.json` to keep the number of inputs per reader.
 """
 
