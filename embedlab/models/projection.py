@@ -56,12 +56,12 @@ class StackedProjection(nn.Sequential):
         """One Linear computing head(dense(x)): W = W_h W_d, b = W_h b_d + b_h (in float64, then the Dense's dtype)."""
         dense, head = self[0], self[1]
         w_d, w_h = dense.weight.detach().double(), head.weight.detach().double()
-        b_d = dense.bias.detach().double() if dense.bias is not None else torch.zeros(w_d.shape[0], dtype=torch.float64)
-        b_h = head.bias.detach().double() if head.bias is not None else torch.zeros(w_h.shape[0], dtype=torch.float64)
+        b_d = dense.bias.detach().double() if dense.bias is not None else w_d.new_zeros(w_d.shape[0])
+        b_h = head.bias.detach().double() if head.bias is not None else w_h.new_zeros(w_h.shape[0])
         out = nn.Linear(dense.in_features, head.out_features).to(device=dense.weight.device, dtype=dense.weight.dtype)
         with torch.no_grad():
             out.weight.copy_(w_h @ w_d)
-            out.bias.copy_(w_h @ b_d.to(w_h.device) + b_h)
+            out.bias.copy_(w_h @ b_d + b_h)
         return out
 
 
