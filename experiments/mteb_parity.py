@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from embedlab.cli.common import build_encoder, setup_logging
+from embedlab.cli.common import setup_logging
+from embedlab.config.build import build_encoder
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import evaluate_tasks
 from embedlab.report.table import format_table

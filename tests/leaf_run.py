@@ -16,8 +16,8 @@ GRID = ["eval.dims=[8,16]", "eval.precisions=[float32,int8,binary]"]
 def tiny_leaf_run(root: Path, tok, data_root: Path) -> Path:
     from hydra import compose, initialize_config_dir
 
-    from embedlab.cli.common import CONF_DIR
-    from embedlab.cli.train import run
+    from embedlab.config.build import CONF_DIR
+    from embedlab.training import train as run
 
     teacher, student = root / "teacher_model", root / "student_model"
     tiny_encoder(tok, projection=None, seed=1).save(teacher)

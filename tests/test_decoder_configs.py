@@ -11,7 +11,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from embedlab.cli.common import CONF_DIR, encoder_config
+from embedlab.config.build import CONF_DIR, encoder_config
 from embedlab.models import Encoder, EncoderConfig
 from tests.tiny import TEXTS
 from tests.tiny_decoder import tiny_decoder_folder

@@ -8,7 +8,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from embedlab.cli.common import CONF_DIR
+from embedlab.config.build import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 KNOB = re.compile(r"^\s*[\w.]+: \S")  # a key with a value (not a parent mapping)

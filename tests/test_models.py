@@ -221,9 +221,9 @@ def test_projection_dim_stacks_a_new_head_after_the_folders_dense(tiny_bert: Enc
     """A folder whose Dense changes the size (32 → 48) with projection_dim=24: pooled (32) → Dense (48) → head (24)."""
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.cli.train import init_projection
     from embedlab.lit.optim import OptimConfig, parameter_groups
     from embedlab.lit.teacher import TeacherTable
+    from embedlab.training.prepare import init_projection
 
     folder = tiny_bert.save(tmp_path / "dense48")
     plain = Encoder.from_pretrained(str(folder))

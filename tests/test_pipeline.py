@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from embedlab.cli.pipeline import load_spec, main
 from embedlab.errors import ConfigError
-from embedlab.pipeline import finished, parse, run_cli, run_pipeline
+from embedlab.training.pipeline import finished, parse, run_cli, run_pipeline
 from tests.tiny import tiny_encoder
 
 TINY_TRAIN = [

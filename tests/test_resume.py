@@ -14,7 +14,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from tiny import TEXTS, leaf_module, text_examples
 from tiny_decoder import tiny_decoder_folder
 
-from embedlab.cli.train_resume import config_differences, find_checkpoint, run_dir
 from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample
@@ -26,6 +25,7 @@ from embedlab.lit.optim import OptimConfig
 from embedlab.lit.remining import RemineCallback, refresh_negatives
 from embedlab.losses import build_loss
 from embedlab.models import Encoder
+from embedlab.training.resume import config_differences, find_checkpoint, run_dir
 
 CONFIG = "model:\n  path: tiny\nseed: 0\ntrainer:\n  max_steps: 20\n"
 
@@ -183,8 +183,8 @@ def test_resuming_a_finished_run_does_nothing(tmp_path, caplog) -> None:
     """A relaunched sweep with resume=true skips the jobs that finished: no data read, no file written."""
     from hydra import compose, initialize_config_dir
 
-    from embedlab.cli.common import CONF_DIR
-    from embedlab.cli.train import run
+    from embedlab.config.build import CONF_DIR
+    from embedlab.training import train as run
 
     (tmp_path / "manifest.json").write_text("{}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

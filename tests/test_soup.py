@@ -166,8 +166,8 @@ def test_greedy_keeps_an_ingredient_that_ties(folders: list[Path], tmp_path: Pat
 
 
 def soup_cli(out: Path, *overrides: str) -> soup.SoupRecord:
-    from embedlab.cli.soup import run
-    from embedlab.pipeline import compose
+    from embedlab.training.pipeline import compose
+    from embedlab.training.soup import run
 
     return run(compose("soup", list(overrides)), out)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from embedlab.cli.sweep_labels import SweepLabels, current_labels, job_labels, swept_knobs
+from embedlab.training.labels import SweepLabels, current_labels, job_labels, swept_knobs
 
 SWEEP = ["loss=focal_infonce", "loss.focal_infonce.gamma=1,2", "seed=range(3)", "logger=wandb", "+tag=choice(a,b)"]
 JOB = ["loss=focal_infonce", "loss.focal_infonce.gamma=2", "seed=1", "logger=wandb", "+tag=b"]
@@ -35,7 +35,7 @@ def test_job_labels_read_the_sweep_manifest(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # imports the training stack and starts wandb's offline service (~10 s)
 def test_offline_wandb_run_carries_group_tags_and_knobs(tmp_path: Path, monkeypatch) -> None:
-    from embedlab.cli.train import make_logger
+    from embedlab.training.loggers import make_logger
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -62,7 +62,7 @@ def test_current_labels_inside_a_multirun_job(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from embedlab.cli.common import CONF_DIR
+    from embedlab.config.build import CONF_DIR
 
     (tmp_path / "multirun.yaml").write_text(
         yaml.safe_dump({"hydra": {"overrides": {"task": ["seed=0,1", "loss=focal_infonce"]}}})

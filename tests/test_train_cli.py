@@ -167,8 +167,8 @@ def test_config_errors_come_before_data_and_teacher(overrides: list[str], messag
     """In process (no interpreter start-up): the check fires although the data set does not even exist."""
     from hydra import compose, initialize_config_dir
 
-    from embedlab.cli.common import CONF_DIR
-    from embedlab.cli.train import run
+    from embedlab.config.build import CONF_DIR
+    from embedlab.training import train as run
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, "logger=csv", "data.path=/nonexistent", "teacher=mpnet"])

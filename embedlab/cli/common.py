@@ -1,4 +1,5 @@
-"""What every embedlab CLI does the same way: logging, building encoders from config, the run record."""
+"""What every embedlab CLI does the same way: logging, and running its job in the Hydra run directory with
+user-facing errors printed as one line."""
 
 from __future__ import annotations
 
@@ -7,31 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from embedlab.errors import ConfigError, EmbedlabError
-from embedlab.models import Encoder, EncoderConfig
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-def encoder_config(node: DictConfig | dict | str) -> EncoderConfig:
-    """A model config node, or a string: the name of a `conf/model/*.yaml` entry, a folder or a hub id."""
-    if isinstance(node, str):
-        preset = CONF_DIR / "model" / f"{node}.yaml"
-        node = OmegaConf.load(preset) if preset.exists() else {"path": node}
-    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    known = set(EncoderConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-    if not values.get("path"):
-        raise ConfigError("model.path is empty: name a model (model=minilm) or a folder (model.path=/path/to/model)")
-    return EncoderConfig(**values)
-
-
-def build_encoder(node: DictConfig | dict | str, device: str = "cpu") -> Encoder:
-    return Encoder.from_config(encoder_config(node)).to(device)
+from embedlab.errors import EmbedlabError
 
 
 def setup_logging() -> None:

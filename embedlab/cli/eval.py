@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, build_encoder, run_hydra_job
+from embedlab.cli.common import run_hydra_job
+from embedlab.config.build import CONF_DIR, as_list, build_encoder, eval_settings
 from embedlab.data import get_task
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.eval.runner import EvalSettings, TaskResult, check_settings, evaluate_tasks
+from embedlab.eval.runner import TaskResult, evaluate_tasks
 from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.manifest import build_manifest
 from embedlab.report.table import format_table
@@ -30,32 +31,6 @@ SUMMARY = {  # what the console table shows; metrics.json has everything
 }
 
 
-def _as_list(value) -> list:
-    """A list override as a list; a single value (tasks=scifact, eval.dims=128) as a one-item list."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-
-
-def settings_from(cfg: DictConfig) -> EvalSettings:
-    """The eval settings of the config, checked (all but the dims' upper bound, which needs the model)."""
-    e = cfg.eval
-    settings = EvalSettings(
-        top_k=e.top_k,
-        k_values=tuple(_as_list(e.k_values)),
-        dims=_as_list(e.dims) or [None],
-        precisions=_as_list(e.precisions),
-        binary_rescore=e.binary_rescore,
-        batch_size=e.batch_size,
-        split=e.split,
-        limit=e.limit,
-        max_docs=e.max_docs,
-        run_depth=e.run_depth,
-    )
-    check_settings(settings)
-    return settings
-
-
 def summary_table(results: list[TaskResult]) -> str:
     columns = [c for kind in SUMMARY.values() for c in kind]
     rows = [{"task": r.task, **{c: r.metrics.get(c) for c in columns}} for r in results]
@@ -63,7 +38,7 @@ def summary_table(results: list[TaskResult]) -> str:
     text = format_table(rows, ["task", *present])
     grid = [row for r in results for row in r.grid]
     if len(grid) > len(results):
-        main = [{**row, "score": row.get("ndcg_at_10", row.get("cosine_spearman"))} for row in grid]
+        main = [{**row, "score": row[get_task(row["task"]).main_metric]} for row in grid]
         text += "\n\n" + format_table(
             main, ["task", "dim", "precision", "score"], ["task", "dim", "precision", "nDCG@10 / Spearman"]
         )
@@ -71,8 +46,8 @@ def summary_table(results: list[TaskResult]) -> str:
 
 
 def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
-    settings = settings_from(cfg)
-    tasks = _as_list(cfg.tasks)
+    settings = eval_settings(cfg.eval)
+    tasks = as_list(cfg.tasks)
     if not tasks:
         raise ConfigError("no tasks given; e.g. tasks=[scifact,stsb]")
     for name in tasks:  # a typo fails in a second, not after the model has loaded

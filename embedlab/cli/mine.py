@@ -17,12 +17,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, build_encoder, run_hydra_job
+from embedlab.cli.common import run_hydra_job
+from embedlab.config.build import CONF_DIR, build_encoder
 from embedlab.data import load_beir, resolve_data_path
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.manifest import build_manifest
-from embedlab.mining.mine import mine, selection_from_config, write_mining_outputs
+from embedlab.mining.mine import mine, selection_from_config
+from embedlab.report.mining import write_mining_outputs
 from embedlab.report.table import format_table
 
 log = logging.getLogger("embedlab.mine")

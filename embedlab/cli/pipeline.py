@@ -14,10 +14,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from embedlab.cli.common import CONF_DIR, setup_logging
+from embedlab.cli.common import setup_logging
+from embedlab.config.build import CONF_DIR
 from embedlab.errors import ConfigError, EmbedlabError
-from embedlab.pipeline import run_pipeline
 from embedlab.report.table import format_table
+from embedlab.training.pipeline import run_pipeline
 
 log = logging.getLogger("embedlab.pipeline")
 

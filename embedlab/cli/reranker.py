@@ -18,7 +18,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, encoder_config, run_hydra_job
+from embedlab.cli.common import run_hydra_job
+from embedlab.config.build import CONF_DIR, encoder_config
 from embedlab.data.training import read_scored
 from embedlab.errors import ConfigError
 from embedlab.eval.sts import spearman
@@ -47,7 +48,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
-    optim.check()
     lists = read_scored(cfg.input, cfg.num_candidates)
     if not 0 <= cfg.heldout < len(lists):
         raise ConfigError(f"heldout={cfg.heldout} must leave training lists (there are {len(lists)})")

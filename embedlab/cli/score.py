@@ -15,46 +15,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.cli.common import CONF_DIR, build_encoder, encoder_config, run_hydra_job
+from embedlab.cli.common import run_hydra_job
+from embedlab.config.build import CONF_DIR, build_scorer
+from embedlab.config.check import check_teachers
 from embedlab.data import read_corpus, resolve_data_path
-from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.hub import resolve_model
 from embedlab.io import fingerprint, sha256_file, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from embedlab.manifest import build_manifest
-from embedlab.scoring.combine import NORMALIZATIONS
 from embedlab.scoring.lists import read_mined_lists, score_lists, scored_records
-from embedlab.scoring.scorers import BiEncoderScorer, CrossEncoderScorer
 
 log = logging.getLogger("embedlab.score")
-KINDS = ("bi_encoder", "cross_encoder")
-
-
-def check_teachers(cfg: DictConfig) -> list[dict]:
-    teachers = OmegaConf.to_container(cfg.teacher_scores.teachers, resolve=True) or []
-    if cfg.teacher_scores.normalize not in NORMALIZATIONS:
-        raise ConfigError(f"teacher_scores.normalize must be one of {', '.join(NORMALIZATIONS)}")
-    for i, t in enumerate(teachers):
-        if t.get("kind") not in KINDS:
-            kind = t.get("kind")
-            raise ConfigError(f"teacher_scores.teachers.{i}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if t.get("model") in (None, "", "???"):
-            raise ConfigError(f"teacher_scores.teachers.{i}.model is required (a folder or hub id)")
-    return teachers
-
-
-def build_scorer(t: dict, batch_size: int, cache: EmbeddingCache | None):
-    """One teacher from its `teacher_scores.teachers` entry (a reranker runs remote code only if it says so)."""
-    if t["kind"] == "bi_encoder":
-        settings = {k: t[k] for k in ("max_length", "precision") if t.get(k) is not None}
-        node = OmegaConf.merge(OmegaConf.structured(encoder_config(t["model"]).__dict__), settings)
-        return BiEncoderScorer(build_encoder(node), batch_size=batch_size, cache=cache)
-    return CrossEncoderScorer(
-        resolve_model(encoder_config(t["model"]).path),
-        max_length=t.get("max_length") or 512,
-        batch_size=batch_size,
-        trust_remote_code=bool(t.get("trust_remote_code", False)),
-    )
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:

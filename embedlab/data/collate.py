@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
+from embedlab.data.tokens import prompt_length
 from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
-from embedlab.models.prompts import prompt_length
 
 Batch = dict[str, Any]
 

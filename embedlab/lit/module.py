@@ -16,7 +16,7 @@ from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
 from embedlab.lit.numerics import NonFiniteGuard
 from embedlab.lit.optim import OptimConfig, configure_adamw
-from embedlab.lit.teacher import TeacherTable, teacher_targets
+from embedlab.lit.teacher import TeacherTable, check_teacher_size, teacher_targets
 from embedlab.losses import Embeddings, Loss
 from embedlab.models import Encoder
 
@@ -40,7 +40,6 @@ class EmbeddingModule(pl.LightningModule):
         self.gather = gather
         self.nonfinite = NonFiniteGuard(nonfinite)
         self.optim = optim or OptimConfig()
-        self.optim.check()
         loss.check_dim(student.dim)
         self.teacher_table = teacher_table
         self.teacher = teacher
@@ -49,12 +48,7 @@ class EmbeddingModule(pl.LightningModule):
         if "teacher" in loss.requires:
             if teacher is None and teacher_table is None:
                 raise ConfigError("the loss needs teacher embeddings (leaf): configure teacher=... or teacher.file=...")
-            teacher_dim = teacher_table.dim if teacher_table is not None else teacher.dim
-            if teacher_dim != student.dim:
-                raise ConfigError(
-                    f"student embeddings have {student.dim} dims but the teacher's have {teacher_dim}: "
-                    f"set model.projection_dim={teacher_dim}"
-                )
+            check_teacher_size(student.dim, teacher_table.dim if teacher_table is not None else teacher.dim)
 
     def on_fit_start(self) -> None:
         """HF backbones load in eval mode and Lightning keeps the modes it finds: train the student with its

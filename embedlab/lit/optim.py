@@ -24,7 +24,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:  # checked once, when built: every user of an OptimConfig gets a valid one
         if self.lr <= 0 or (self.projection_lr is not None and self.projection_lr <= 0):
             raise ConfigError(f"learning rates must be > 0, got lr={self.lr}, projection_lr={self.projection_lr}")
         if self.schedule not in SCHEDULES:
@@ -54,7 +54,6 @@ def parameter_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
 
 
 def lr_lambda(total_steps: int, cfg: OptimConfig):
-    cfg.check()  # an unknown schedule must not silently run as cosine
     warmup = int(cfg.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:

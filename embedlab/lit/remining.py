@@ -12,8 +12,9 @@ import pytorch_lightning as pl
 
 from embedlab.data.beir import RetrievalData
 from embedlab.data.training import PairExample
-from embedlab.mining.mine import mine, write_mining_outputs
+from embedlab.mining.mine import mine
 from embedlab.mining.select import SelectionConfig
+from embedlab.report.mining import write_mining_outputs
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,6 @@ class RerankerModule(pl.LightningModule):
         teacher_temperature: float = 1.0,
     ) -> None:
         super().__init__()
-        optim.check()
         self.model, self.optim = model, optim
         self.student_temperature, self.teacher_temperature = student_temperature, teacher_temperature
 

@@ -21,6 +21,18 @@ from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 
 
+def check_teacher_size(
+    student_dim: int | None, teacher_dim: int | None, teacher: str = "the teacher", student: str = "the student"
+) -> None:
+    """The one teacher/student size rule (LEAF regresses the student onto the teacher's vectors): equal sizes, else
+    the projection that makes them so. Unknown sizes (None) pass: a later caller knows them."""
+    if student_dim is not None and teacher_dim is not None and student_dim != teacher_dim:
+        raise ConfigError(
+            f"{teacher} embeds in {teacher_dim} dims, {student} in {student_dim}: the student needs a projection "
+            f"to the teacher's size: set model.projection_dim={teacher_dim}"
+        )
+
+
 def teacher_targets(teacher, texts: Sequence[str], batch_size: int, cache: EmbeddingCache | None = None) -> np.ndarray:
     """The teacher's targets for training texts: the raw texts, with no prompt, cached or online alike.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from embedlab.errors import ConfigError
 from embedlab.losses.base import Embeddings, Loss, LossOutput
 
 
@@ -29,12 +28,7 @@ class Leaf(Loss):
 
     def forward(self, emb: Embeddings) -> LossOutput:
         self.check_inputs(emb)
-        s, t = emb.query, emb.teacher.to(emb.query.dtype)
-        if s.shape != t.shape:
-            raise ConfigError(
-                f"leaf: student embeddings {tuple(s.shape)} and teacher embeddings {tuple(t.shape)} "
-                "differ; give the student a projection to the teacher's size (model.projection_dim)"
-            )
+        s, t = emb.query, emb.teacher.to(emb.query.dtype)  # equal sizes: `check_teacher_size` (lit/teacher.py)
         if self.normalize:
             s, t = F.normalize(s, dim=-1), F.normalize(t, dim=-1)
         loss = (s - t).pow(2).sum(dim=-1).mean()

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from embedlab.data.beir import RetrievalData
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.io import write_json_atomic, write_jsonl_atomic
 from embedlab.mining.candidates import CandidateTable, flag_candidates, retrieve
 from embedlab.mining.select import FILTERS, Selection, SelectionConfig, select_negatives
-from embedlab.report.plots import histogram_png
 
 log = logging.getLogger(__name__)
 
@@ -152,22 +149,3 @@ def selection_from_config(knobs: dict) -> tuple[SelectionConfig, int]:
     if cfg.max_rank > top_k:
         raise ConfigError(f"mining.max_rank ({cfg.max_rank}) is beyond mining.top_k ({top_k}): raise top_k")
     return cfg, top_k
-
-
-def write_mining_outputs(
-    result: MiningResult, negatives_path: Path, report_dir: Path, selection: SelectionConfig, label: str, bins: int = 50
-) -> dict:
-    """The training file, mining_report.json and score_histogram.png (each written atomically); returns the report.
-    `label` names the mined set in the plot title (e.g. "scifact train")."""
-    write_jsonl_atomic(negatives_path, result.records)
-    report = {"counts": result.counts, "false_negatives": result.diagnostics, "selection": selection.__dict__}
-    write_json_atomic(report_dir / "mining_report.json", report)
-    s = selection
-    histogram_png(
-        report_dir / "score_histogram.png",
-        result.scores,
-        title=f"{label}: ranks {s.min_rank}-{s.max_rank}, margin {s.margin}",
-        xlabel="similarity to the query",
-        bins=bins,
-    )
-    return report

@@ -18,13 +18,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from embedlab.data.tokens import prompt_length
 from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
 from embedlab.models import decoder, lora, st_format
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
 from embedlab.models.projection import StackedProjection, single_linear
-from embedlab.models.prompts import DEFAULT_TASK, FewShot, prompt_length, query_prompts
+from embedlab.models.prompts import DEFAULT_TASK, FewShot, query_prompts
 from embedlab.precision import ENCODER_PRECISIONS
 from embedlab.precision import resolve as resolve_precision
 

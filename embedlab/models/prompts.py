@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedlab.data.training import read_pairs
 from embedlab.errors import ConfigError
 
 INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery: "  # the text follows directly
@@ -61,8 +62,6 @@ def few_shot_block(examples: Sequence[tuple[str, str]], passage_words: int) -> s
 
 def load_pool(shots: FewShot) -> list[tuple[str, str]]:
     """(query, passage) pairs of the configured split, in file order (so a seed means the same thing every run)."""
-    from embedlab.data.training import read_pairs  # data layer; imported here to keep models importable alone
-
     assert shots.path is not None
     return [(e.query, e.positive) for e in read_pairs(shots.path, shots.split, root=shots.root)]
 
@@ -81,12 +80,3 @@ def query_prompts(instructions: Mapping[str, str] | None, shots: FewShot | None 
     if bad:
         raise ConfigError(f"model.instructions: empty or non-string instruction for task(s) {bad}")
     return {task: block + INSTRUCTION_TEMPLATE.format(task=text.strip()) for task, text in instructions.items()}
-
-
-def prompt_length(tokenizer, prompt: str) -> int:
-    """Tokens the prompt occupies at the start of a prompted text: the prompt tokenized alone, minus a trailing
-    special token (an appended EOS) — sentence-transformers' rule, so `include_prompt=False` matches it."""
-    if not prompt:
-        return 0
-    ids = tokenizer(prompt)["input_ids"]
-    return len(ids) - 1 if ids and ids[-1] in set(tokenizer.all_special_ids) else len(ids)

@@ -9,15 +9,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from embedlab.cli.common import build_encoder
-from embedlab.cli.score import build_scorer, check_teachers
+from embedlab.config.build import build_encoder, build_scorer
+from embedlab.config.check import check_teachers
 from embedlab.data import load_beir, resolve_data_path
 from embedlab.errors import ConfigError
 from embedlab.io import write_jsonl_atomic
 from embedlab.lit.remining import RemineCallback
-from embedlab.mining.mine import mine, selection_from_config, write_mining_outputs
+from embedlab.mining.mine import mine, selection_from_config
 from embedlab.mining.select import SelectionConfig
 from embedlab.models import Encoder
+from embedlab.report.mining import write_mining_outputs
 from embedlab.scoring.lists import read_mined_lists, score_lists, scored_records
 
 log = logging.getLogger("embedlab.train")

@@ -24,37 +24,32 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from embedlab.config.build import compose as compose_job
 from embedlab.errors import ConfigError
 from embedlab.io import write_json_atomic
+from embedlab.training.soup import run as soup_run
+from embedlab.training.train import train
 
 log = logging.getLogger(__name__)
 
-CLIS = ("train", "soup")
+JOBS = {"train": train, "soup": soup_run}  # what each stage's `cli` runs
+CLIS = tuple(JOBS)
 
 
 def compose(cli: str, overrides: list[str], where: str = "") -> DictConfig:
     """A CLI's config (conf/<cli>.yaml) with Hydra overrides, as `embedlab-<cli> overrides...` would see it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    from embedlab.cli.common import CONF_DIR
-
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=cli, overrides=overrides)
+        return compose_job(cli, overrides)
     except HydraException as e:
         raise ConfigError(f"{where or cli}: {str(e).splitlines()[0]}") from None
 
 
 def run_cli(cli: str, cfg: DictConfig, run_dir: Path) -> None:
-    """Run one CLI's body in-process (the same `run(cfg, out_dir)` its console script calls)."""
-    if cli == "train":
-        from embedlab.cli.train import run
-    else:
-        from embedlab.cli.soup import run
+    """Run one CLI's job in-process (the same function its console script calls)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    run(cfg, run_dir)
+    JOBS[cli](cfg, run_dir)
 
 
 def finished(run_dir: Path) -> bool:

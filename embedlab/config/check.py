@@ -13,6 +13,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,18 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from embedlab.cli.common import CONF_DIR, encoder_config
-from embedlab.cli.eval import _as_list
+from embedlab.config.build import CONF_DIR, encoder_config, eval_settings
 from embedlab.data import get_task
 from embedlab.data.lines import read_jsonl
 from embedlab.errors import ConfigError, ModelNotFoundError
-from embedlab.eval.runner import EvalSettings, check_settings
+from embedlab.eval.runner import EvalSettings
 from embedlab.hub import resolve_model
+from embedlab.lit.optim import OptimConfig
+from embedlab.lit.teacher import check_teacher_size
 from embedlab.losses import WeightedSum, build_loss
 from embedlab.models import st_format
-from embedlab.models.lora import check_lora_targets  # noqa: F401  (re-exported: the config checks live here)
 from embedlab.precision import ENCODER_PRECISIONS
+from embedlab.scoring.combine import NORMALIZATIONS
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 CHOICES = {
@@ -51,7 +53,16 @@ PROVIDES = {
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 
-def check_train_config(cfg: DictConfig) -> None:
+@dataclass(frozen=True)
+class TrainChecks:
+    """What checking built on the way, so the run does not build it again."""
+
+    loss: WeightedSum
+    optim: OptimConfig
+    eval: EvalSettings
+
+
+def check_train_config(cfg: DictConfig) -> TrainChecks:
     """Every check that needs no data and no weights, for `embedlab-train`'s resolved configuration."""
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
@@ -66,14 +77,20 @@ def check_train_config(cfg: DictConfig) -> None:
         if value is not None and str(value) not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
     loss = build_loss(OmegaConf.to_container(cfg.loss, resolve=True))
+    optim = OptimConfig(**OmegaConf.to_container(cfg.optim, resolve=True))
     for name in cfg.eval.tasks:
         get_task(name)
-    check_settings(train_eval_settings(cfg))
+    settings = eval_settings(cfg.eval)
     check_loss_fits_data(cfg, loss)
+    teacher = cfg.teacher
+    cached_teacher = teacher.get("file") or (teacher.get("path") and teacher.get("cache", True))
+    if cfg.projection.init == "ridge" and not cached_teacher:
+        raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
     for key in ("mining_model", "teacher.path"):
         if OmegaConf.select(cfg, key, default=None):
             model_folder(OmegaConf.select(cfg, key), key)  # an unknown model name fails here, not after mining
     check_sizes(cfg, loss)
+    return TrainChecks(loss, optim, settings)
 
 
 def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
@@ -93,23 +110,8 @@ def check_sizes(cfg: DictConfig, loss: WeightedSum) -> None:
     student = declared_dim(cfg.model, "model.path")
     if student is not None:
         loss.check_dim(student)
-    target = teacher_dim(cfg.teacher)
-    if student is not None and target is not None and student != target:
-        raise ConfigError(
-            f"the teacher embeds in {target} dims, the student ({cfg.model.path}) in {student}: the student needs a "
-            f"projection: set model.projection_dim={target}"
-        )
-
-
-def train_eval_settings(cfg: DictConfig) -> EvalSettings:
-    """The evaluation settings `embedlab-train` uses during and after training (the rest are EvalSettings' defaults)."""
-    return EvalSettings(
-        limit=cfg.eval.limit,
-        max_docs=cfg.eval.max_docs,
-        batch_size=cfg.eval.batch_size,
-        dims=_as_list(cfg.eval.get("dims")) or [None],
-        precisions=_as_list(cfg.eval.get("precisions")) or ["float32"],
-    )
+    teacher = f"the teacher ({cfg.teacher.get('path') or cfg.teacher.get('file')})"
+    check_teacher_size(student, teacher_dim(cfg.teacher), teacher, f"the student ({cfg.model.path})")
 
 
 def check_no_secrets(values: Any, env: dict[str, str] | None = None) -> None:
@@ -182,3 +184,22 @@ def teacher_dim(teacher: DictConfig) -> int | None:
     if teacher.get("path"):
         return declared_dim(teacher.path, "teacher.path")
     return None
+
+
+SCORER_KINDS = ("bi_encoder", "cross_encoder")
+
+
+def check_teachers(cfg: DictConfig) -> list[dict]:
+    """The `teacher_scores` group: its normalisation and each teacher's kind and model."""
+    teachers = OmegaConf.to_container(cfg.teacher_scores.teachers, resolve=True) or []
+    if cfg.teacher_scores.normalize not in NORMALIZATIONS:
+        raise ConfigError(f"teacher_scores.normalize must be one of {', '.join(NORMALIZATIONS)}")
+    for i, t in enumerate(teachers):
+        if t.get("kind") not in SCORER_KINDS:
+            kind = t.get("kind")
+            raise ConfigError(
+                f"teacher_scores.teachers.{i}.kind must be one of {', '.join(SCORER_KINDS)}, got {kind!r}"
+            )
+        if t.get("model") in (None, "", "???"):
+            raise ConfigError(f"teacher_scores.teachers.{i}.model is required (a folder or hub id)")
+    return teachers

@@ -37,6 +37,9 @@ def run_dir(resume, default: str) -> str:
     return str(resume) if isinstance(resume, str) and Path(resume).is_dir() else default
 
 
+OmegaConf.register_new_resolver("embedlab_run_dir", run_dir, replace=True)  # conf/train.yaml: hydra.run.dir
+
+
 def config_record(cfg: DictConfig) -> str:
     """The resolved config as YAML, without the keys that may change on resume."""
     values = OmegaConf.to_container(cfg, resolve=True)

@@ -1,0 +1,139 @@
+"""Everything a training run needs before its first step: the student, the training examples in a data module,
+mined negatives, the teacher and its table of targets, the closed-form projection, the Lightning module.
+
+Expensive work comes last and only once the cheap checks have passed: the student is built before any data is
+read, and its size and the evaluation settings are checked before the teacher embeds anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from embedlab.config.build import build_encoder, preset_with
+from embedlab.config.check import TrainChecks
+from embedlab.data.collate import Collator
+from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
+from embedlab.errors import ConfigError
+from embedlab.eval.cache import EmbeddingCache, encode_cached
+from embedlab.eval.runner import check_settings
+from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.remining import RemineCallback
+from embedlab.lit.teacher import TeacherTable, check_teacher_size
+from embedlab.models import Encoder
+from embedlab.models.projection import fit_projection
+from embedlab.training.negatives import check_mining, mine_before_training
+
+log = logging.getLogger("embedlab.train")
+
+
+@dataclass
+class Prepared:
+    """A run ready to fit: what `train` evaluates, fits and records."""
+
+    student: Encoder
+    module: EmbeddingModule
+    data: EmbeddingDataModule
+    texts: list[str]  # every training example's text, in the data module's order (teacher table rows)
+    ids: list[str]  # their ids, same order
+    teacher: Encoder | None
+    table: TeacherTable | None
+    remine: RemineCallback | None  # re-mining during training (mining.refresh_every_n_steps)
+
+
+def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
+    """Training examples by source name (one source per batch when there are several)."""
+    if data.kind == "text":
+        return {src.name: read_texts(src, root) for src in data.sources}
+    if data.kind == "pairs":
+        return {data.path: read_pairs(data.path, data.split, data.negatives_file, data.num_negatives, root)}
+    if data.kind == "scored":
+        return {Path(data.path).stem: read_scored(data.path, data.num_candidates)}
+    raise ConfigError(f"data.kind must be text, pairs or scored, got {data.kind!r}")
+
+
+def build_teacher(
+    cfg: DictConfig, groups: list[list[str]], ids: list[str], cache: EmbeddingCache | None, student_dim: int
+) -> tuple[Encoder | None, TeacherTable | None]:
+    """(teacher encoder or None, teacher table or None) from the `teacher` group; `groups`: texts per source.
+
+    A student/teacher size mismatch is reported as soon as the teacher is loaded, before it embeds anything."""
+    t = cfg.teacher
+    if t.get("file"):
+        return None, TeacherTable.from_file(t.file, ids)
+    if not t.get("path"):
+        return None, None
+    teacher = preset_with(t.path, max_length=t.get("max_length"), precision=t.get("precision"))
+    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
+    if not t.get("cache", True):
+        return teacher, None
+    log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
+    return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.get("batch_size", 32))
+
+
+def init_projection(
+    student: Encoder,
+    texts: list[str],
+    rows: list[int],
+    table: TeacherTable,
+    ridge: float,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+) -> None:
+    """Closed-form projection (ridge regression of teacher embeddings on the frozen student's features), fitted
+    on the training `rows` only, so held-out texts stay unseen by the baseline as well as by training."""
+    features = encode_cached(student, texts, kind="features", cache=cache, batch_size=batch_size)
+    fit_rows = np.asarray(rows, dtype=np.int64)
+    fit_projection(student.projection, np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
+    log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
+
+
+def shipped_model(model: DictConfig) -> Encoder:
+    """The configured student without the new projection head: the model as released."""
+    return build_encoder(OmegaConf.merge(model, {"projection_dim": None}))
+
+
+def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: EmbeddingCache | None) -> Prepared:
+    mining = check_mining(cfg)
+    student = build_encoder(cfg.model)
+    # What depends on the student's size is checked before any data is read or any teacher embedding computed.
+    checks.loss.check_dim(student.dim)
+    check_settings(checks.eval, student.dim)
+    if cfg.projection.init == "ridge" and student.projection is None:
+        raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
+    remine = mine_before_training(cfg, mining, student, out_dir, cache) if mining else None
+    examples = read_examples(cfg.data, cfg.data.root)
+    data = EmbeddingDataModule(
+        examples,
+        Collator.for_encoder(student, cfg.data.max_length),
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+        group_by_length=cfg.data.group_by_length,
+        drop_last=cfg.data.drop_last,
+        heldout=cfg.data.heldout,
+    )
+    groups = [[example_text(e) for e in source] for source in examples.values()]  # data.all_examples order
+    texts = [t for g in groups for t in g]
+    ids = [e.id if isinstance(e, TextExample) else e.query_id for e in data.all_examples]
+    teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
+    module = EmbeddingModule(
+        student,
+        checks.loss,
+        checks.optim,
+        teacher=teacher if table is None else None,
+        teacher_table=table,
+        chunk_size=cfg.step.chunk_size,
+        gather=cfg.step.gather,
+        nonfinite=cfg.nonfinite,
+    )
+    if cfg.projection.init == "ridge":
+        assert table is not None  # config/check.py: ridge needs cached teacher embeddings
+        init_projection(student, texts, data.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
+    if cfg.projection.freeze_backbone:
+        student.backbone.requires_grad_(False)
+    return Prepared(student, module, data, texts, ids, teacher, table, remine)
