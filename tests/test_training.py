@@ -322,3 +322,31 @@ def test_checkpoint_state_leaves_the_teacher_out(tok) -> None:
     assert not torch.equal(other.teacher.projection.weight, teacher.projection.weight)  # teacher untouched
     with pytest.raises(RuntimeError, match=r"student\.projection\.bias"):
         other.load_state_dict({k: v for k, v in state.items() if k != "student.projection.bias"})
+
+
+def test_one_description_of_what_a_batch_provides(tok) -> None:
+    """data/batch.KINDS drives the collator (the groups it tokenizes) and the module (the fields it fills): for each
+    kind, the collated batch holds exactly the kind's text groups and `embed` fills exactly its `provides`."""
+    from dataclasses import fields
+
+    from embedlab.data.batch import KINDS
+
+    student = tiny_encoder(tok)
+    collate = Collator(tok, 32)
+    examples = {
+        "text": text_examples()[:4],
+        "pairs": [PairExample(f"q{i}", TEXTS[i], f"d{i}", TEXTS[i + 4], [f"n{i}"], [TEXTS[i + 8]]) for i in range(4)],
+        "scored": [
+            ScoredExample(f"q{i}", TEXTS[i], [f"c{i}", f"c{i + 4}"], [TEXTS[i + 4], TEXTS[i + 8]], [1.0, 0.0])
+            for i in range(4)
+        ],
+    }
+    losses = {"text": {"leaf": {}}, "pairs": {"infonce": {}}, "scored": {"infonce": {}, "kl_distill": {}}}
+    for name, kind in KINDS.items():
+        batch = collate(list(enumerate(examples[name])))
+        assert batch["kind"] == name
+        assert {g for g in ("query", "documents", "candidates") if g in batch} == set(kind.groups)
+        table = TeacherTable(unit_rows(4, 16), "t") if name == "text" else None
+        emb = EmbeddingModule(student, build_loss(losses[name]), teacher_table=table).embed(batch)
+        filled = {f.name for f in fields(emb) if getattr(emb, f.name) is not None} - {"teacher"}
+        assert filled == set(kind.provides), name

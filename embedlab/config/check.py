@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from embedlab.config.build import CONF_DIR, encoder_config, eval_settings
 from embedlab.data import get_task
+from embedlab.data.batch import KINDS
 from embedlab.data.lines import read_jsonl
 from embedlab.errors import ConfigError, ModelNotFoundError
 from embedlab.eval.runner import EvalSettings
@@ -36,19 +37,13 @@ from embedlab.scoring.combine import NORMALIZATIONS
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 CHOICES = {
-    "data.kind": ("text", "pairs", "scored"),
+    "data.kind": tuple(KINDS),
     "logger.kind": ("wandb", "csv"),
     "projection.init": ("random", "ridge"),
     "nonfinite": ("stop", "skip"),
     "trainer.precision": PRECISIONS,  # auto, then Lightning's names (the last four are its older spellings)
     "model.precision": ENCODER_PRECISIONS,
     "teacher.precision": ENCODER_PRECISIONS,
-}
-# What each kind of training data puts into a batch (`Embeddings` fields); a configured teacher adds "teacher".
-PROVIDES = {
-    "text": {"query"},
-    "pairs": {"query", "positive", "negatives", "document_mask"},
-    "scored": {"query", "positive", "negatives", "document_mask", "candidates", "teacher_scores"},
 }
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
@@ -97,7 +92,7 @@ def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
     """Each loss term's inputs must be in the batches the configured data (and teacher) produce."""
     teacher = cfg.teacher
     kind = "scored" if cfg.get("teacher_scores") and cfg.teacher_scores.get("teachers") else cfg.data.kind
-    provided = PROVIDES[kind] | ({"teacher"} if teacher.get("path") or teacher.get("file") else set())
+    provided = KINDS[kind].provides | ({"teacher"} if teacher.get("path") or teacher.get("file") else set())
     for name, term in loss.terms.items():
         lacking = sorted(term.requires - provided)
         if lacking:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from embedlab.data.batch import DOCUMENT_KEYS, QUERY_KEYS, batch_kind
 from embedlab.data.tokens import prompt_length
 from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
@@ -73,16 +74,9 @@ class Collator:
         kinds = {type(e).__name__ for e in examples}
         if len(kinds) > 1:
             raise ConfigError(f"a batch mixes example types {sorted(kinds)}; keep one type per training run")
-        first = examples[0]
-        if isinstance(first, TextExample):
-            batch = self._texts(examples)
-        elif isinstance(first, PairExample):
-            batch = self._pairs(examples)
-        elif isinstance(first, ScoredExample):
-            batch = self._scored(examples)
-        else:
-            raise ConfigError(f"cannot collate examples of type {type(first).__name__}")
-        batch["index"] = index
+        kind = batch_kind(examples[0])
+        batch = {"text": self._texts, "pairs": self._pairs, "scored": self._scored}[kind.name](examples)
+        batch["kind"], batch["index"] = kind.name, index
         return batch
 
     def _texts(self, examples: list[TextExample]) -> Batch:
@@ -134,7 +128,7 @@ def as_pair(e: ScoredExample) -> PairExample:
 
 
 def with_mask(keys: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {**keys, "document_mask": in_batch_mask(keys["query_keys"], keys["document_keys"])}
+    return {**keys, "document_mask": in_batch_mask(keys[QUERY_KEYS], keys[DOCUMENT_KEYS])}
 
 
 def id_key(text_id: str) -> int:
@@ -146,8 +140,8 @@ def id_keys(examples: Sequence[PairExample]) -> dict[str, torch.Tensor]:
     """`query_keys` [B] and `document_keys` [B*(1+K)] (the pool: B positives, then every hard negative row-major)."""
     pool = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
     return {
-        "query_keys": torch.tensor([id_key(e.query_id) for e in examples], dtype=torch.long),
-        "document_keys": torch.tensor([id_key(d) for d in pool], dtype=torch.long),
+        QUERY_KEYS: torch.tensor([id_key(e.query_id) for e in examples], dtype=torch.long),
+        DOCUMENT_KEYS: torch.tensor([id_key(d) for d in pool], dtype=torch.long),
     }
 
 

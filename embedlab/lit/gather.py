@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 import torch
 import torch.distributed as dist
 
+from embedlab.data.batch import DOCUMENT_KEYS, QUERY_KEYS
 from embedlab.data.collate import in_batch_mask
 from embedlab.losses import Embeddings
 
@@ -52,9 +53,9 @@ def gather_embeddings(emb: Embeddings, batch: dict) -> Embeddings:
         if f.name != "document_mask" and isinstance(value := getattr(emb, f.name), torch.Tensor)
     }
     if emb.document_mask is not None:
-        b = batch["query_keys"].shape[0]
-        keys = batch["document_keys"]
+        b = batch[QUERY_KEYS].shape[0]
+        keys = batch[DOCUMENT_KEYS]
         pool = torch.cat([all_gather_rows(keys[:b]), all_gather_rows(keys[b:])])  # positives, then negatives
-        queries = all_gather_rows(batch["query_keys"])
+        queries = all_gather_rows(batch[QUERY_KEYS])
         gathered["document_mask"] = in_batch_mask(queries, pool).to(emb.document_mask.device)
     return replace(emb, **gathered)

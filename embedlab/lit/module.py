@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from embedlab.data.batch import KINDS
 from embedlab.errors import ConfigError
 from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
@@ -60,7 +61,7 @@ class EmbeddingModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------- the step
     def embed(self, batch: dict) -> Embeddings:
         """Run the student over the batch's texts and gather targets into an `Embeddings` record."""
-        vectors = self.encode_groups({k: batch[k] for k in ("query", "documents", "candidates") if k in batch})
+        vectors = self.encode_groups({k: batch[k] for k in KINDS[batch["kind"]].groups})
         query = vectors["query"]
         b = query.shape[0]
         emb = Embeddings(query=query)
