@@ -40,7 +40,7 @@ def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
     return "\n".join(map(str, text)), images
 
 
-@pytest.mark.parametrize("name", ["analysis.ipynb", "leaf_alignment.ipynb"])
+@pytest.mark.parametrize("name", ["analysis.ipynb", "leaf_alignment.ipynb", "train_from_python.ipynb"])
 def test_notebooks_are_stored_without_outputs(name: str) -> None:
     raw = json.loads((NOTEBOOKS / name).read_text())
     code = [c for c in raw["cells"] if c["cell_type"] == "code"]
@@ -123,3 +123,15 @@ def test_bad_run_directories_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"heldout_cosine.jsonl, line 2: expected 'before' and 'after'"):
         leaf.heldout_cosines(tmp_path)
     assert leaf.systems(tmp_path) == {}  # a run whose systems were not evaluated (eval.before_training=false, 0 steps)
+
+
+@pytest.mark.slow  # a real 2-step MiniLM run on SciFact through the Python entry, in a Jupyter kernel
+def test_train_from_python_notebook(tmp_path: Path, real_data: Path) -> None:
+    run = tmp_path / "run"
+    env = {"EMBEDLAB_RUN": str(run), "EMBEDLAB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    text, _ = outputs(execute("train_from_python.ipynb", env))
+    metrics = json.loads((run / "metrics.json").read_text())
+    before = json.loads((run / "before" / "metrics.json").read_text())
+    assert f"'student (before)': {{'scifact': {round(before['scifact']['ndcg_at_10'], 4)}}}" in text
+    assert f"'student': {{'scifact': {round(metrics['scifact']['ndcg_at_10'], 4)}}}" in text
+    assert "steps: 2 | precision: EMBEDLAB_AUTO_PRECISION=fp32 -> fp32" in text

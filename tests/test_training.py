@@ -350,3 +350,24 @@ def test_one_description_of_what_a_batch_provides(tok) -> None:
         emb = EmbeddingModule(student, build_loss(losses[name]), teacher_table=table).embed(batch)
         filled = {f.name for f in fields(emb) if getattr(emb, f.name) is not None} - {"teacher"}
         assert filled == set(kind.provides), name
+
+
+@pytest.mark.slow  # a real (tiny) training run on the real SciFact data, through the library entry
+def test_train_runs_from_python_with_a_composed_config(tok, tmp_path, real_data, monkeypatch) -> None:
+    """`embedlab.training.train` needs no command line: a composed config and a folder are all it takes."""
+    from embedlab.config.build import compose
+    from embedlab.training import train
+
+    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
+    tiny_encoder(tok, projection=None).save(tmp_path / "student")
+    overrides = [f"model.path={tmp_path / 'student'}", "trainer.max_steps=3", "eval.limit=5", "eval.max_docs=50"]
+    overrides += ["logger=csv", "data.batch_size=4", "data.max_length=32", f"data.root={real_data}"]
+    result = train(compose("train", overrides), tmp_path / "run")
+    assert result["summary"]["steps"] == 3
+    assert list(result["systems"]) == ["student (before)", "student"]
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written == result["systems"]
+    from safetensors.torch import load_file
+
+    start, trained = (load_file(tmp_path / f / "model.safetensors") for f in ("student", "run/model"))
+    assert start.keys() == trained.keys() and any(not torch.equal(start[k], trained[k]) for k in start)
