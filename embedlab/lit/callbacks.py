@@ -63,7 +63,7 @@ class EvaluationCallback(pl.Callback):
         metrics = {f"{self.prefix}/{r.task}/{k}": v for r in self.last for k, v in r.metrics.items()}
         for logger in trainer.loggers if writes else []:
             logger.log_metrics(metrics, step=trainer.global_step)
-        main = {r.task: round(r.metrics[get_task(r.task).main_metric], 4) for r in self.last}
+        main = {r.task: round(r.metrics.get(get_task(r.task).main_metric, float("nan")), 4) for r in self.last}
         log.info("%s at step %d: %s", self.prefix, trainer.global_step, main)
         self._last_step = trainer.global_step
         return self.last

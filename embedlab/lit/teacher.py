@@ -28,8 +28,8 @@ def check_teacher_size(
     the projection that makes them so. Unknown sizes (None) pass: a later caller knows them."""
     if student_dim is not None and teacher_dim is not None and student_dim != teacher_dim:
         raise ConfigError(
-            f"{teacher} embeds in {teacher_dim} dims, {student} in {student_dim}: the student needs a projection "
-            f"to the teacher's size: set model.projection_dim={teacher_dim}"
+            f"{teacher} embeds in {teacher_dim} dims, {student} in {student_dim}: the student needs a projection: "
+            f"set model.projection_dim={teacher_dim} (the teacher's size)"
         )
 
 
