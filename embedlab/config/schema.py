@@ -7,7 +7,7 @@ What a schema cannot state (a string's allowed values, one knob against another)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -16,17 +16,17 @@ from embedlab.eval.runner import EvalSettings
 from embedlab.lit.optim import OptimConfig
 from embedlab.models import EncoderConfig
 
-# OmegaConf reads these annotations at runtime: Optional[X] rather than X | None, no Literal, no unions.
+# OmegaConf reads these annotations at runtime: X | None (Python 3.10+) and Any, but no Literal and no other unions.
 
 
 @dataclass
 class TeacherConfig:
     """A frozen teacher for LEAF targets: a model (conf/model name, folder or hub id) or an embeddings file."""
 
-    path: Optional[str] = None  # teacher model: conf/model name, folder or hub id (null = no teacher model)
-    file: Optional[str] = None  # black-box teacher embeddings keyed by text id (.npz ids+embeddings, or JSONL)
-    max_length: Optional[int] = None  # teacher tokens per text (null = its preset's)
-    precision: Optional[str] = None  # inference precision: auto | fp32 | bf16 (null = its preset's)
+    path: str | None = None  # teacher model: conf/model name, folder or hub id (null = no teacher model)
+    file: str | None = None  # black-box teacher embeddings keyed by text id (.npz ids+embeddings, or JSONL)
+    max_length: int | None = None  # teacher tokens per text (null = its preset's)
+    precision: str | None = None  # inference precision: auto | fp32 | bf16 (null = its preset's)
     cache: bool = True  # compute the teacher's embeddings once, memory-mapped on disk; false = run it online
     batch_size: int = 32  # teacher encoding batch size
 
@@ -59,17 +59,17 @@ class TrainerConfig:
     precision: str = "auto"  # auto (bf16-mixed where the device runs bf16 natively, else 32-true) | 32-true | ...
     max_epochs: int = 1  # passes over the training set
     max_steps: int = -1  # stop after this many optimizer steps (-1 = use max_epochs)
-    gradient_clip_val: Optional[float] = 1.0  # clip the gradient norm (null = no clipping)
+    gradient_clip_val: float | None = 1.0  # clip the gradient norm (null = no clipping)
     accumulate_grad_batches: int = 1  # gradient accumulation
     log_every_n_steps: int = 10  # logging interval
-    fsdp: Optional[FsdpConfig] = None  # with strategy=fsdp: how to shard (trainer=fsdp)
+    fsdp: FsdpConfig | None = None  # with strategy=fsdp: how to shard (trainer=fsdp)
 
 
 @dataclass
 class StepConfig:
     """Step strategies, for every loss (embedlab/lit/gradcache.py, gather.py)."""
 
-    chunk_size: Optional[int] = None  # GradCache: embed in chunks of this many texts, backprop cached grads (null = off)
+    chunk_size: int | None = None  # GradCache: embed in chunks of this many texts, backprop cached gradients
     gather: bool = True  # with several devices: all-gather embeddings so every query sees the global batch's documents
 
 
@@ -92,7 +92,7 @@ class TrainEvalConfig(EvalSettings):
     asymmetric: bool = False  # with a teacher: also evaluate teacher documents × student queries
     teacher: bool = True  # with a teacher: evaluate it too (the reference row; cached after the first run)
     cache: bool = True  # reuse embeddings of frozen encoders (teacher, untouched student) across runs
-    dims: Optional[list[int]] = None  # Matryoshka grid, e.g. [128, 256]; null = full dimension only
+    dims: list[int] | None = None  # Matryoshka grid, e.g. [128, 256]; null = full dimension only
 
 
 @dataclass
@@ -118,7 +118,7 @@ class TrainConfig:
     logger: Any = MISSING  # conf/logger/
     seed: int = 0  # seeds Python, numpy, torch and the batch sampler
     nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (one error naming the step) | skip (drop the step, warn)
-    mining_model: Optional[str] = None  # the model that mines negatives before training (null = the student)
+    mining_model: str | None = None  # the model that mines negatives before training (null = the student)
     optim: OptimConfig = field(default_factory=OptimConfig)
     step: StepConfig = field(default_factory=StepConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
