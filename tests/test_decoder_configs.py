@@ -1,5 +1,6 @@
 """The decoder model configs, each run on a tiny random model of its own architecture (the hub ids need a network,
-the packaged GGUF decoders are too slow for unit tests): every knob is accepted and does what it says."""
+the packaged GGUF decoders are too slow for unit tests): every knob is accepted and does what it says; and every
+model preset writes only what differs from EncoderConfig's defaults (embedlab/config/schema.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from embedlab.config.build import CONF_DIR, encoder_config
+from embedlab.config.build import CONF_DIR, compose, encoder_config
 from embedlab.models import Encoder, EncoderConfig
 from tests.tiny import TEXTS
 from tests.tiny_decoder import tiny_decoder_folder
@@ -24,13 +25,26 @@ CONFIGS = {  # config -> the architecture of its real backbone
 }
 
 
+PRESETS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_is_the_schema_defaults_with_its_own_keys(name: str) -> None:
+    """Each preset writes only what differs from EncoderConfig: composed, it is EncoderConfig's defaults overridden
+    by exactly its own keys, and none of its keys restates a default."""
+    written = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())  # as written, without OmegaConf
+    assert written.pop("defaults") == ["schema", "_self_"]
+    defaults = {f.name: f.default for f in fields(EncoderConfig) if f.name != "path"}
+    restated = sorted(k for k, v in written.items() if k in defaults and v == defaults[k])
+    assert not restated, f"conf/model/{name}.yaml restates the schema's defaults: {restated}"
+    composed = OmegaConf.to_container(compose("train", [f"model={name}"]).model, resolve=True)
+    assert composed == {**defaults, **written}
+    assert asdict(encoder_config(name)) == composed  # loaded by name (teacher.path=mpnet), the same config
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_config_on_a_tiny_model_of_its_architecture(name: str, tmp_path: Path) -> None:
-    preset = CONF_DIR / "model" / f"{name}.yaml"
-    written = yaml.safe_load(preset.read_text())  # the file as written, read without OmegaConf
-    assert set(written) == {f.name for f in fields(EncoderConfig)}  # the preset spells out every knob
-    node = OmegaConf.load(preset)
-    assert asdict(encoder_config(node)) == written  # and each reaches EncoderConfig as written
+    node = compose("train", [f"model={name}"]).model
     cfg = encoder_config(OmegaConf.merge(node, {"path": str(tiny_decoder_folder(tmp_path / "m", CONFIGS[name]))}))
     enc = Encoder.from_config(cfg)
     assert enc.backbone.config.is_causal is (not cfg.bidirectional)

@@ -22,7 +22,19 @@ HYDRA_PROVIDED = {("hydra/launcher", "submitit_slurm")}
 
 
 def exists(group: str, name: str) -> bool:
-    return (CONF / group / f"{name}.yaml").exists() or (group, name) in HYDRA_PROVIDED
+    return (CONF / group / f"{name}.yaml").exists() or (group, name) in HYDRA_PROVIDED or stored(group, name)
+
+
+def stored(group: str, name: str) -> bool:
+    """A schema in Hydra's ConfigStore (embedlab/config/schema.py)."""
+    from hydra.core.config_store import ConfigStore
+
+    import embedlab.config.schema  # noqa: F401  (registers them)
+
+    try:
+        return f"{name}.yaml" in ConfigStore.instance().list(group)
+    except OSError:
+        return False
 
 
 def defaults_entries(path: Path) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from embedlab.config import schema  # noqa: F401  (registers the typed schemas before any compose)
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import EvalSettings, check_settings
@@ -40,6 +41,8 @@ def encoder_config(node: DictConfig | dict | str) -> EncoderConfig:
     if isinstance(node, str):
         preset = CONF_DIR / "model" / f"{node}.yaml"
         node = OmegaConf.load(preset) if preset.exists() else {"path": node}
+        if isinstance(node, DictConfig):  # its `defaults: [schema, _self_]` is EncoderConfig's own defaults
+            node.pop("defaults", None)
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     known = set(EncoderConfig.__dataclass_fields__)
     unknown = sorted(set(values) - known)

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalSettings:
-    top_k: int = 1000
-    k_values: tuple[int, ...] = DEFAULT_K
-    dims: list[int | None] = field(default_factory=lambda: [None])
-    precisions: list[str] = field(default_factory=lambda: ["float32"])
-    binary_rescore: int = 4
-    batch_size: int = 64
+    top_k: int = 1000  # documents retrieved per query
+    k_values: tuple[int, ...] = DEFAULT_K  # cut-offs of the @k metrics
+    dims: list[int | None] = field(default_factory=lambda: [None])  # Matryoshka prefix sizes; None = full
+    precisions: list[str] = field(default_factory=lambda: ["float32"])  # storage: float32 | int8 | binary
+    binary_rescore: int = 4  # binary: rescore top k×this by float query · ±1 doc; 0 = Hamming order only
+    batch_size: int = 64  # encoding batch size
     split: str | None = None  # None: each task's standard split
     limit: int | None = None  # queries (retrieval) / pairs (STS) per task, for quick runs
     max_docs: int | None = None  # corpus cap (judged docs always kept)

@@ -21,8 +21,8 @@ class OptimConfig:
     weight_decay: float = 0.01  # AdamW decay; never on biases and norm weights
     warmup_ratio: float = 0.1  # share of the steps with a linear warmup from 0
     schedule: str = "linear"  # linear | cosine | constant (after warmup)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's decay rates of the gradient's moments
+    eps: float = 1e-8  # AdamW's guard against division by zero
 
     def __post_init__(self) -> None:  # checked once, when built: every user of an OptimConfig gets a valid one
         if self.lr <= 0 or (self.projection_lr is not None and self.projection_lr <= 0):

@@ -1,0 +1,144 @@
+"""The typed schemas of the Hydra configs, registered in Hydra's ConfigStore: each default is written once, here or
+in the dataclass it builds (EncoderConfig, OptimConfig, EvalSettings), and a value of the wrong type fails when the
+config is composed, naming its key. The YAML presets keep only what differs (`defaults: [schema, _self_]`).
+
+What a schema cannot state (a string's allowed values, one knob against another) is `embedlab.config.check`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from embedlab.eval.runner import EvalSettings
+from embedlab.lit.optim import OptimConfig
+from embedlab.models import EncoderConfig
+
+# OmegaConf reads these annotations at runtime: X | None (Python 3.10+) and Any, but no Literal and no other unions.
+
+
+@dataclass
+class TeacherConfig:
+    """A frozen teacher for LEAF targets: a model (conf/model name, folder or hub id) or an embeddings file."""
+
+    path: str | None = None  # teacher model: conf/model name, folder or hub id (null = no teacher model)
+    file: str | None = None  # black-box teacher embeddings keyed by text id (.npz ids+embeddings, or JSONL)
+    max_length: int | None = None  # teacher tokens per text (null = its preset's)
+    precision: str | None = None  # inference precision: auto | fp32 | bf16 (null = its preset's)
+    cache: bool = True  # compute the teacher's embeddings once, memory-mapped on disk; false = run it online
+    batch_size: int = 32  # teacher encoding batch size
+
+
+@dataclass
+class TeacherFileConfig(TeacherConfig):
+    """teacher=file: a required embeddings file (a "???" in YAML would not override the schema's null when merged)."""
+
+    file: str = MISSING  # .npz with arrays ids + embeddings, or JSONL {"id", "embedding"}; ids are "<source>:<id>"
+
+
+@dataclass
+class FsdpConfig:
+    """Lightning's FSDP strategy, built by embedlab.lit.distributed.build_strategy."""
+
+    wrap_layers: list[str] = field(default_factory=list)  # transformer block classes, each one FSDP unit
+    activation_checkpointing: bool = True  # recompute each wrapped layer in backward
+    sharding_strategy: str = "FULL_SHARD"  # FULL_SHARD | SHARD_GRAD_OP | HYBRID_SHARD (shard within a node)
+    state_dict_type: str = "sharded"  # sharded checkpoints (one file per rank) that save and resume; full = one file
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings (passed to pl.Trainer as they are, but `strategy` and `fsdp`)."""
+
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: Any = 1  # devices per node, or auto; data.batch_size is per device
+    num_nodes: int = 1  # machines (torchrun / SLURM set the ranks)
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp (Lightning's strategies)
+    precision: str = "auto"  # auto (bf16-mixed where the device runs bf16 natively, else 32-true) | 32-true | ...
+    max_epochs: int = 1  # passes over the training set
+    max_steps: int = -1  # stop after this many optimizer steps (-1 = use max_epochs)
+    gradient_clip_val: float | None = 1.0  # clip the gradient norm (null = no clipping)
+    accumulate_grad_batches: int = 1  # gradient accumulation
+    log_every_n_steps: int = 10  # logging interval
+    fsdp: FsdpConfig | None = None  # with strategy=fsdp: how to shard (trainer=fsdp)
+
+
+@dataclass
+class StepConfig:
+    """Step strategies, for every loss (embedlab/lit/gradcache.py, gather.py)."""
+
+    chunk_size: int | None = None  # GradCache: embed in chunks of this many texts, backprop cached gradients
+    gather: bool = True  # with several devices: all-gather embeddings so every query sees the global batch's documents
+
+
+@dataclass
+class ProjectionConfig:
+    """The student's projection head (model.projection_dim)."""
+
+    init: str = "random"  # random | ridge (closed-form fit of teacher embeddings on frozen student features)
+    ridge: float = 1.0e-3  # ridge strength λ (scaled by the number of texts)
+    freeze_backbone: bool = False  # train the projection only
+
+
+@dataclass
+class TrainEvalConfig(EvalSettings):
+    """The train job's evaluation: EvalSettings (its defaults) and when and what to evaluate."""
+
+    tasks: list[str] = field(default_factory=lambda: ["scifact"])  # dev tasks: scifact | arguana | stsb | sick
+    every_n_steps: int = 0  # evaluate every N optimizer steps (0 = only at the end)
+    before_training: bool = True  # also evaluate before the first step (the baseline row)
+    asymmetric: bool = False  # with a teacher: also evaluate teacher documents × student queries
+    teacher: bool = True  # with a teacher: evaluate it too (the reference row; cached after the first run)
+    cache: bool = True  # reuse embeddings of frozen encoders (teacher, untouched student) across runs
+    dims: list[int] | None = None  # Matryoshka grid, e.g. [128, 256]; null = full dimension only
+
+
+@dataclass
+class CheckpointConfig:
+    """Resumable checkpoints in <run dir>/checkpoints (also written on SIGTERM)."""
+
+    every_n_steps: int = 50  # save every N optimizer steps (0 = only on SIGTERM)
+    keep: int = 2  # newest checkpoints kept; an unreadable newest one falls back to the one before
+    keep_after_training: bool = False  # delete them once the run has written its results (the model is in model/)
+
+
+@dataclass
+class TrainConfig:
+    """conf/train.yaml's schema. The groups (model, teacher, trainer) carry their own schemas."""
+
+    model: Any = MISSING  # the student: a conf/model/ entry (schema: EncoderConfig)
+    teacher: Any = MISSING  # conf/teacher/ (schema: TeacherConfig)
+    loss: Any = MISSING  # one or several conf/loss/ entries
+    data: Any = MISSING  # conf/data/ (its keys depend on data.kind)
+    mining: Any = MISSING  # conf/mining/
+    teacher_scores: Any = MISSING  # conf/teacher_scores/
+    trainer: Any = MISSING  # conf/trainer/ (schema: TrainerConfig)
+    logger: Any = MISSING  # conf/logger/
+    seed: int = 0  # seeds Python, numpy, torch and the batch sampler
+    nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (one error naming the step) | skip (drop the step, warn)
+    mining_model: str | None = None  # the model that mines negatives before training (null = the student)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    step: StepConfig = field(default_factory=StepConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    export: bool = True  # save the trained student (sentence-transformers folder) into <run dir>/model
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: Any = False  # true = this run directory's last checkpoint; or a run directory / .ckpt (a string)
+
+
+SCHEMA = "schema"  # each typed group's schema entry: conf/<group>/*.yaml start with `defaults: [schema, _self_]`
+GROUP_SCHEMAS = {"model": EncoderConfig, "teacher": TeacherConfig, "trainer": TrainerConfig}
+
+
+def register() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent: storing again replaces the same entries)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, node in GROUP_SCHEMAS.items():
+        cs.store(group=group, name=SCHEMA, node=node)
+    cs.store(group="teacher", name="file_schema", node=TeacherFileConfig)
+
+
+register()
