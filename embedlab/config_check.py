@@ -30,6 +30,7 @@ from embedlab.hub import resolve_model
 from embedlab.losses import WeightedSum, build_loss
 from embedlab.models import st_format
 from embedlab.models.lora import check_lora_targets  # noqa: F401  (re-exported: the config checks live here)
+from embedlab.models.runtime import BACKENDS
 from embedlab.precision import ENCODER_PRECISIONS
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
@@ -41,6 +42,8 @@ CHOICES = {
     "trainer.precision": PRECISIONS,  # auto, then Lightning's names (the last four are its older spellings)
     "model.precision": ENCODER_PRECISIONS,
     "teacher.precision": ENCODER_PRECISIONS,
+    "model.backend": BACKENDS,
+    "teacher.backend": BACKENDS,
 }
 # What each kind of training data puts into a batch (`Embeddings` fields); a configured teacher adds "teacher".
 PROVIDES = {

@@ -30,8 +30,10 @@ def encoder_config(node: DictConfig | dict | str) -> EncoderConfig:
     return EncoderConfig(**values)
 
 
-def build_encoder(node: DictConfig | dict | str, device: str = "cpu") -> Encoder:
-    return Encoder.from_config(encoder_config(node)).to(device)
+def build_encoder(node: DictConfig | dict | str, device: str = "cpu", frozen: bool = False) -> Encoder:
+    """`frozen`: no parameter trains (teachers, evaluated and mining models), so `backend` may run the backbone."""
+    encoder = Encoder.from_config(encoder_config(node)).to(device)
+    return encoder.requires_grad_(False) if frozen else encoder
 
 
 def setup_logging() -> None:

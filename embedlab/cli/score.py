@@ -46,9 +46,9 @@ def check_teachers(cfg: DictConfig) -> list[dict]:
 def build_scorer(t: dict, batch_size: int, cache: EmbeddingCache | None):
     """One teacher from its `teacher_scores.teachers` entry (a reranker runs remote code only if it says so)."""
     if t["kind"] == "bi_encoder":
-        settings = {k: t[k] for k in ("max_length", "precision") if t.get(k) is not None}
+        settings = {k: t[k] for k in ("max_length", "precision", "backend") if t.get(k) is not None}
         node = OmegaConf.merge(OmegaConf.structured(encoder_config(t["model"]).__dict__), settings)
-        return BiEncoderScorer(build_encoder(node), batch_size=batch_size, cache=cache)
+        return BiEncoderScorer(build_encoder(node, frozen=True), batch_size=batch_size, cache=cache)
     return CrossEncoderScorer(
         resolve_model(encoder_config(t["model"]).path),
         max_length=t.get("max_length") or 512,

@@ -73,11 +73,11 @@ def build_teacher(
         return None, TeacherTable.from_file(t.file, ids)
     if not t.get("path"):
         return None, None
-    settings = {"max_length": t.get("max_length"), "precision": t.get("precision", "auto")}
+    settings = {k: t.get(k) for k in ("max_length", "precision", "backend")}
     node = OmegaConf.merge(
         OmegaConf.structured(encoder_config(t.path).__dict__), {k: v for k, v in settings.items() if v is not None}
     )
-    teacher = build_encoder(node)
+    teacher = build_encoder(node, frozen=True)
     if teacher.dim != student_dim:
         raise ConfigError(
             f"the student's embeddings have {student_dim} dims but the teacher's ({teacher.name}) have {teacher.dim}: "
@@ -110,7 +110,8 @@ def init_projection(
 
 
 def shipped_model(model: DictConfig) -> Encoder:
-    """The configured student without the new projection head: the model as released."""
+    """The configured student without the new projection head: the model as released. Not frozen, so it runs on
+    torch like the student before training and shares that backbone pass through the embedding cache."""
     return build_encoder(OmegaConf.merge(model, {"projection_dim": None}))
 
 
