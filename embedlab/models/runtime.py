@@ -17,6 +17,7 @@ auto picks (the test suite pins torch).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -24,7 +25,7 @@ import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,10 @@ def runner(encoder) -> Runner | None:
 def _state(encoder) -> tuple[str, Runner | None]:
     params = list(encoder.parameters())
     precision = encoder.resolved_precision()
-    # An in-place change of any weight (load_state_dict, a soup) bumps its version: export again.
-    key = (encoder.backend, precision, os.environ.get(OVERRIDE_ENV), *((p.data_ptr(), p._version) for p in params))
+    # An in-place change of any weight (load_state_dict, a soup) bumps its version: export again; a frozen or
+    # unfrozen parameter changes what may run.
+    weights = ((p.data_ptr(), p._version, p.requires_grad) for p in params)
+    key = (encoder.backend, precision, os.environ.get(OVERRIDE_ENV), *weights)
     held = _STATE.get(encoder)
     if held is not None and held[0] == key:
         return held[1], held[2]
@@ -171,16 +174,16 @@ def export_onnx(encoder, folder: Path) -> Path:
         return target
     from embedlab.models import lora
 
-    backbone = lora.merged_copy(encoder.backbone).eval()
+    backbone = lora.merged_copy(encoder.backbone)
     sample = _probe(encoder.tokenizer, PROBES[0])
     log.info("exporting %s's backbone to ONNX once (%s)", encoder.name or type(backbone).__name__, folder)
-    with atomic_path(target.parent) as tmp, torch.inference_mode(False), torch.no_grad():
+    with atomic_path(target.parent) as tmp, torch.inference_mode(False), torch.no_grad(), _eval_mode(backbone):
         tmp.mkdir(parents=True)
         dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
             torch.onnx.export(
-                _Hidden(backbone),
+                _Hidden(backbone).eval(),  # the exporter restores the mode of what it is given: eval, no dropout
                 (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])),
                 str(tmp / "model.onnx"),
                 input_names=["input_ids", "attention_mask"],
@@ -192,6 +195,18 @@ def export_onnx(encoder, folder: Path) -> Path:
         verify(backbone, encoder.tokenizer, _fp32_runner(tmp / "model.onnx"))
         (tmp / "export.json").write_text(json.dumps({"name": encoder.name, "torch": torch.__version__}))
     return target
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside, each submodule's own mode restored after."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def verify(backbone: nn.Module, tokenizer, run: Runner) -> None:
