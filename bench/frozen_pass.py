@@ -4,14 +4,15 @@
 
 The teacher tables, the teacher's and the shipped models' evaluations are this pass. Every contender embeds the same
 texts (SciFact abstracts, title + " " + text: the judged documents of the test queries used, then others up to
---limit; --limit N uses N/4 queries by default)
-at the same max length (256) and batch size, sorted by length on both sides (sentence-transformers sorts too), in
-float32, normalised. Contenders alternate order across repeats; the median is reported, with the ratio over
-sentence-transformers' default (torch) backend and over embedlab's torch path. One untimed warm-up call each first
-(it exports/compiles once; the export's one-off seconds are printed). Also printed: max |Δ| of each contender's
-vectors from embedlab torch, nDCG@10 of the SciFact test queries over this corpus, and how far from the CPU's fp32
-peak the pass runs (useful FLOPs / time over cores × clock × FLOP per cycle; --flop-per-cycle, default 32 = two
-256-bit FMA pipes × 8 lanes × 2, Zen 2-4 and Haswell-class AVX2 cores; the clock is /proc/cpuinfo's or --clock-ghz).
+--limit; --limit N uses N/4 queries) at the same max length (256) and batch size, sorted by length (the same batches
+for all), in float32, normalised. Contenders take turns batch by batch, the order rotating, so that other load on a
+shared CPU falls on all alike; each total is one pass's time; the median of --repeats passes is reported, with the
+ratio over sentence-transformers' default (torch) backend and over embedlab's torch path. One untimed warm-up call
+each first (embedlab's runtimes export/compile once: those one-off seconds are printed). Also printed: max |Δ| of
+each contender's vectors from embedlab torch, nDCG@10 of the SciFact test queries over this corpus, and how far
+from the CPU's fp32 peak the pass runs (useful FLOPs / time over cores × clock × FLOP per cycle; --flop-per-cycle,
+default 32 = two 256-bit FMA pipes × 8 lanes × 2, as on Zen 2-4 and Haswell-class AVX2 cores; the clock is
+/proc/cpuinfo's or --clock-ghz).
 
 sentence-transformers' own ONNX/OpenVINO backends need optimum-onnx / optimum-intel; they are run when importable.
 """
@@ -116,18 +117,31 @@ def bench_model(name: str, args, data, texts: list[str], dids: list[str], peak: 
             print(f"  embedlab {backend}: not installed, skipped")
             continue
         contenders[f"embedlab {backend}"] = embedlab_contender(folder, **args.shape, backend=backend)
-    for encode in contenders.values():
-        encode(texts[: args.batch_size])  # warm-up: first-call allocations, lazy compilation
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    vectors: dict[str, np.ndarray] = {}
-    for r in range(args.repeats):
-        for key in list(contenders) if r % 2 == 0 else list(contenders)[::-1]:
-            started = time.perf_counter()
-            vectors[key] = np.asarray(contenders[key](texts), dtype=np.float32)
-            times[key].append(time.perf_counter() - started)
-            print(f"  repeat {r + 1}: {key} {times[key][-1]:.1f} s", flush=True)
     lengths = [len(x) for x in AutoTokenizer.from_pretrained(folder)(texts, truncation=True, **args.cut)["input_ids"]]
     flops = useful_flops(AutoConfig.from_pretrained(folder), lengths)
+    # Longest first, the same batches for everyone; contenders take turns batch by batch (the order rotating), so
+    # other load on a shared CPU falls on all of them alike.
+    order = np.argsort([-n for n in lengths], kind="stable")
+    batches = [order[s : s + args.batch_size] for s in range(0, len(texts), args.batch_size)]
+    for encode in contenders.values():
+        encode([texts[i] for i in batches[0]])  # warm-up: first-call allocations, lazy compilation
+    keys = list(contenders)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    vectors = {k: np.zeros((len(texts), 0), dtype=np.float32) for k in keys}
+    for r in range(args.repeats):
+        total = dict.fromkeys(keys, 0.0)
+        for b, idx in enumerate(batches):
+            turn = (b + r) % len(keys)
+            for key in keys[turn:] + keys[:turn]:
+                started = time.perf_counter()
+                out = np.asarray(contenders[key]([texts[i] for i in idx]), dtype=np.float32)
+                total[key] += time.perf_counter() - started
+                if vectors[key].shape[1] != out.shape[1]:
+                    vectors[key] = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+                vectors[key][idx] = out
+        for key in keys:
+            times[key].append(total[key])
+        print(f"  repeat {r + 1}: " + ", ".join(f"{k} {total[k]:.1f} s" for k in keys), flush=True)
     st_key, ref_key = "sentence-transformers (torch)", "embedlab torch"
     rows = []
     for key, encode in contenders.items():
