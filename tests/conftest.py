@@ -11,6 +11,9 @@ import pytest
 # which inherits the environment) so the suite's numbers do not depend on the CPU kind it lands on.
 # tests/test_precision.py fakes both kinds of CPU.
 os.environ["EMBEDLAB_AUTO_PRECISION"] = "fp32"
+# `backend: auto` runs frozen encoders on ONNX Runtime/OpenVINO when installed: pinned to torch here too (no export
+# per test module, numbers independent of the installed runtimes); tests/test_runtime.py unpins it where it tests auto.
+os.environ["EMBEDLAB_AUTO_BACKEND"] = "torch"
 # Same lookup as tests/test_data.py: $EMBEDLAB_DATA, else ../shared/data beside the repository.
 REAL_DATA = Path(os.environ.get("EMBEDLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 

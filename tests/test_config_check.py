@@ -56,6 +56,8 @@ def test_the_leaf_demo_passes() -> None:
         (["trainer.precision=fp8"], "trainer.precision='fp8' is not one of auto, 32-true"),
         (["model.precision=fp16"], "model.precision='fp16' is not one of auto, fp32, bf16"),
         (["teacher=mpnet", "teacher.precision=int8"], "teacher.precision='int8' is not one of auto, fp32, bf16"),
+        (["model.backend=tensorrt"], "model.backend='tensorrt' is not one of auto, torch, onnx, onnx-int8, openvino"),
+        (["teacher=mpnet", "teacher.backend=int4"], "teacher.backend='int4' is not one of auto, torch, onnx"),
         (["nonfinite=ignore"], "nonfinite='ignore' is not one of stop, skip"),
         (["loss=leaf", "data=leaf_texts"], r"loss.leaf needs \['teacher'\], .*configure teacher="),
         (["loss=kl_distill"], r"loss.kl_distill needs \['candidates', 'teacher_scores'\], which data.kind=pairs"),

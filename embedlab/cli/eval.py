@@ -53,8 +53,8 @@ def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
     for name in tasks:  # a typo fails in a second, not after the model has loaded
         get_task(name)
     started = time.perf_counter()
-    doc_encoder = build_encoder(cfg.model, cfg.device)
-    query_encoder = build_encoder(cfg.query_model, cfg.device) if cfg.query_model else None
+    doc_encoder = build_encoder(cfg.model, cfg.device, frozen=True)
+    query_encoder = build_encoder(cfg.query_model, cfg.device, frozen=True) if cfg.query_model else None
     cache = EmbeddingCache(cfg.eval.cache_dir) if cfg.eval.cache else None
     results = evaluate_tasks(
         tasks,

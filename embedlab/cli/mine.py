@@ -32,8 +32,8 @@ log = logging.getLogger("embedlab.mine")
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     selection, top_k = selection_from_config(OmegaConf.to_container(cfg.mining, resolve=True))
-    docs = build_encoder(cfg.model)
-    queries = build_encoder(cfg.query_model) if cfg.query_model else docs
+    docs = build_encoder(cfg.model, frozen=True)
+    queries = build_encoder(cfg.query_model, frozen=True) if cfg.query_model else docs
     data = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
     result = mine(
         data,

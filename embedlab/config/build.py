@@ -53,23 +53,27 @@ def encoder_config(node: DictConfig | dict | str) -> EncoderConfig:
     return EncoderConfig(**values)
 
 
-def build_encoder(node: DictConfig | dict | str, device: str = "cpu") -> Encoder:
-    return Encoder.from_config(encoder_config(node)).to(device)
+def build_encoder(node: DictConfig | dict | str, device: str = "cpu", frozen: bool = False) -> Encoder:
+    """`frozen`: no parameter trains (teachers, evaluated and mining models), so `backend` may run the backbone."""
+    encoder = Encoder.from_config(encoder_config(node)).to(device)
+    return encoder.requires_grad_(False) if frozen else encoder
 
 
 def preset_with(model: DictConfig | dict | str, **settings) -> Encoder:
-    """An encoder from a model preset, folder or hub id, with some settings overridden (those given as None keep the
-    preset's): teachers and scoring bi-encoders (max length, precision, backend)."""
+    """A frozen encoder from a model preset, folder or hub id, with some settings overridden (those given as None keep
+    the preset's): teachers and scoring bi-encoders (max length, precision, backend)."""
     node = OmegaConf.merge(
         OmegaConf.structured(encoder_config(model).__dict__), {k: v for k, v in settings.items() if v is not None}
     )
-    return build_encoder(node)
+    return build_encoder(node, frozen=True)
 
 
 def build_scorer(t: dict, batch_size: int, cache: EmbeddingCache | None):
     """One soft-label teacher from its `teacher_scores.teachers` entry (a reranker runs remote code only if asked)."""
     if t["kind"] == "bi_encoder":
-        encoder = preset_with(t["model"], max_length=t.get("max_length"), precision=t.get("precision"))
+        encoder = preset_with(
+            t["model"], max_length=t.get("max_length"), precision=t.get("precision"), backend=t.get("backend")
+        )
         return BiEncoderScorer(encoder, batch_size=batch_size, cache=cache)
     return CrossEncoderScorer(
         resolve_model(encoder_config(t["model"]).path),

@@ -32,6 +32,7 @@ from embedlab.lit.optim import OptimConfig
 from embedlab.lit.teacher import check_teacher_size
 from embedlab.losses import WeightedSum, build_loss
 from embedlab.models import st_format
+from embedlab.models.runtime import BACKENDS
 from embedlab.precision import ENCODER_PRECISIONS
 from embedlab.scoring.combine import NORMALIZATIONS
 
@@ -44,6 +45,8 @@ CHOICES = {
     "trainer.precision": PRECISIONS,  # auto, then Lightning's names (the last four are its older spellings)
     "model.precision": ENCODER_PRECISIONS,
     "teacher.precision": ENCODER_PRECISIONS,
+    "model.backend": BACKENDS,
+    "teacher.backend": BACKENDS,
 }
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 

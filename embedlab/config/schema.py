@@ -27,6 +27,7 @@ class TeacherConfig:
     file: str | None = None  # black-box teacher embeddings keyed by text id (.npz ids+embeddings, or JSONL)
     max_length: int | None = None  # teacher tokens per text (null = its preset's)
     precision: str | None = None  # inference precision: auto | fp32 | bf16 (null = its preset's)
+    backend: str | None = None  # frozen pass: auto | torch | onnx | onnx-int8 | openvino (null = its preset's)
     cache: bool = True  # compute the teacher's embeddings once, memory-mapped on disk; false = run it online
     batch_size: int = 32  # teacher encoding batch size
 

@@ -22,7 +22,7 @@ from embedlab.data.tokens import prompt_length
 from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
-from embedlab.models import decoder, lora, st_format
+from embedlab.models import decoder, lora, runtime, st_format
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
 from embedlab.models.projection import StackedProjection, single_linear
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, query_prompts
@@ -57,6 +57,7 @@ class EncoderConfig:
     lora: dict | None = None  # {r, alpha, dropout, target_modules}: train LoRA adapters only (LoraSettings)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     dtype: str = "fp32"  # weights dtype at load: fp32 | bf16 (bf16 halves memory; adapters stay fp32)
+    backend: str = "auto"  # frozen encoders' backbone pass: auto | torch | onnx | onnx-int8 | openvino (runtime.py)
 
 
 def hash_weights(module: torch.nn.Module, skip_prefix: str | None = None):
@@ -99,6 +100,7 @@ class Encoder(nn.Module):
         name: str = "",
         include_prompt: bool = True,
         task_prompts: dict[str, str] | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -118,6 +120,7 @@ class Encoder(nn.Module):
             name,
         )
         self.include_prompt, self.task_prompts = include_prompt, dict(task_prompts or {})
+        self.backend = runtime.check(backend)
         self.settings: EncoderConfig | None = None  # what built it (from_config); needed to save an adapter
         for prompt in {query_prompt, document_prompt, *self.task_prompts.values()}:
             if prompt_length(tokenizer, prompt) >= max_length:
@@ -175,6 +178,7 @@ class Encoder(nn.Module):
             name=cfg.path,
             include_prompt=include_prompt,
             task_prompts={t: p for t, p in prompts.items() if t not in ("query", "document")},
+            backend=cfg.backend,
         )
         encoder.settings = cfg
         return encoder
@@ -191,7 +195,8 @@ class Encoder(nn.Module):
             saved = json.loads((folder / ADAPTER_SETTINGS).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{folder} holds a peft adapter but no readable {ADAPTER_SETTINGS}: {e}") from None
-        encoder = cls.from_config(EncoderConfig(**{**saved, "lora": None, "precision": cfg.precision}))
+        run_time = {"precision": cfg.precision, "backend": cfg.backend}  # how to run it, not what was trained
+        encoder = cls.from_config(EncoderConfig(**{**saved, "lora": None, **run_time}))
         encoder.backbone = lora.load_adapter(encoder.backbone, folder, trainable=True)
         if (folder / "projection.safetensors").exists():
             encoder.projection.load_state_dict(load_file(str(folder / "projection.safetensors")))
@@ -231,6 +236,10 @@ class Encoder(nn.Module):
         `prompt_length` (per row or one int): leading prompt tokens, left out of pooling when `include_prompt` is off.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        return self.pool_head(hidden, attention_mask, head, prompt_length)
+
+    def pool_head(self, hidden, attention_mask, head: bool = True, prompt_length=None) -> torch.Tensor:
+        """last_hidden_state -> embeddings (`forward` after the backbone; also after a runtime's backbone)."""
         pool_mask = attention_mask
         if not self.include_prompt and prompt_length is not None:
             pool_mask = drop_prompt(attention_mask, prompt_length)
@@ -287,13 +296,16 @@ class Encoder(nn.Module):
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
         n_prompt = prompt_length(self.tokenizer, prompt)
+        run = runtime.runner(self)  # None: the torch backbone (a trainable encoder always)
         with tqdm(total=len(texts), desc=desc, disable=not show, unit="text") as bar, self.autocast():
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                emb = self(
-                    batch["input_ids"].to(device), batch["attention_mask"].to(device), head=head, prompt_length=n_prompt
-                )
+                if run is not None:
+                    hidden = runtime.last_hidden_state(run, batch["input_ids"], batch["attention_mask"])
+                    emb = self.pool_head(hidden, batch["attention_mask"], head, n_prompt)
+                else:
+                    emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head, n_prompt)
                 out[torch.as_tensor(idx)] = emb.float().cpu()
                 bar.update(len(idx))
         self.train(was_training)
@@ -336,9 +348,14 @@ class Encoder(nn.Module):
             self.tokenizer.padding_side,
             tokenizer_digest(self.tokenizer),
         )
-        # Decoder settings enter only when not at their defaults, so existing fingerprints (caches) stay valid.
-        extra = {"bidirectional": decoder.is_bidirectional(self.backbone), "include_prompt": self.include_prompt}
-        extra = {k: v for k, v in extra.items() if v != {"bidirectional": False, "include_prompt": True}[k]}
+        # Later settings enter only when not at their defaults, so existing fingerprints (caches) stay valid.
+        extra = {
+            "bidirectional": decoder.is_bidirectional(self.backbone),
+            "include_prompt": self.include_prompt,
+            "backend": runtime.backend_name(self),  # a runtime's vectors differ from torch's by ~1e-6
+        }
+        defaults = {"bidirectional": False, "include_prompt": True, "backend": "torch"}
+        extra = {k: v for k, v in extra.items() if v != defaults[k]}
         h.update(repr(settings + ((extra,) if extra else ())).encode())
         return h.hexdigest()
 
@@ -408,6 +425,7 @@ class Encoder(nn.Module):
             "include_prompt": self.include_prompt,
             "task_prompts": self.task_prompts,
             "lora": lora.has_lora(self.backbone),
+            "backend": runtime.backend_name(self),
         }
 
 

@@ -65,7 +65,7 @@ def mine_before_training(
     """Mine the training queries' negatives into <run>/mining/ and point data.negatives_file at them; the
     re-mining callback when `mining.refresh_every_n_steps` asks for one."""
     selection, top_k = mining
-    miner = build_encoder(cfg.mining_model) if cfg.mining_model else student
+    miner = build_encoder(cfg.mining_model, frozen=True) if cfg.mining_model else student
     corpus = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
     result = mine(corpus, miner, miner, selection, top_k=top_k, batch_size=cfg.eval.batch_size, cache=cache)
     negatives = out_dir / "mining" / "negatives.jsonl"

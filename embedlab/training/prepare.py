@@ -68,7 +68,9 @@ def build_teacher(
         return None, TeacherTable.from_file(t.file, ids)
     if not t.get("path"):
         return None, None
-    teacher = preset_with(t.path, max_length=t.get("max_length"), precision=t.get("precision"))
+    teacher = preset_with(
+        t.path, max_length=t.get("max_length"), precision=t.get("precision"), backend=t.get("backend")
+    )
     check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
     if not t.get("cache", True):
         return teacher, None

@@ -31,7 +31,7 @@ log = logging.getLogger("embedlab.soup")
 
 
 def open_model(cfg: DictConfig, folder: Path) -> Encoder:
-    return build_encoder({"path": str(folder), **OmegaConf.to_container(cfg.model, resolve=True)})
+    return build_encoder({"path": str(folder), **OmegaConf.to_container(cfg.model, resolve=True)}, frozen=True)
 
 
 def dev_metric(cfg: DictConfig, cache: EmbeddingCache | None) -> tuple[Callable[[Path], float], str]:
