@@ -1,7 +1,7 @@
 """`embedlab-report`: compare finished runs, one row per configuration: mean ± std over seeds and a paired test over
 queries against a baseline configuration; writes the table (Markdown, CSV) and PNG figures.
 
-embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10
+embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10 [--wandb]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from embedlab.io import write_text_atomic
 from embedlab.report.compare import METHODS, compare, describe, to_csv, to_markdown
 from embedlab.report.figures import report_figures
 from embedlab.report.runs import find_runs
+from embedlab.report.wandb_log import add_arguments as add_wandb_arguments
+from embedlab.report.wandb_log import from_arguments as log_to_wandb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     parser.add_argument("--out", type=Path, help="where the table and figures go (default: <first path>/report)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    add_wandb_arguments(parser)
     args = parser.parse_args(argv)
     metrics = args.metric or ["ndcg_at_10"]
     out = args.out or Path(args.paths[0]) / "report"
@@ -39,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(out / f"{stem}.md", markdown)
         write_text_atomic(out / f"{stem}.csv", to_csv(c))
         figures = [] if args.no_plots else report_figures(runs, c, out)
+        wandb_run = log_to_wandb(args, c, figures, runs, out)
     except EmbedlabError as e:
         print(f"embedlab-report: {e}", file=sys.stderr)
         return 2
     print(markdown)
     print(f"written: {out / (stem + '.md')}, {out / (stem + '.csv')}" + "".join(f", {p}" for p in figures))
+    if wandb_run is not None:
+        print(f"W&B run ({args.wandb_mode}): {wandb_run}")
     return 0
 
 

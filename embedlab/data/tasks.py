@@ -27,14 +27,17 @@ class TaskSpec:
     main_metric: str
     # BEIR/MTEB drop a retrieved doc whose id equals the query id; ArguAna needs it (queries are docs).
     ignore_identical_ids: bool = False
+    mteb_name: str | None = None  # the same task in MTEB (`tasks=[mteb:<name>]` runs it on these files offline)
 
 
 TASKS: dict[str, TaskSpec] = {
-    "scifact": TaskSpec("scifact", "retrieval", "scifact", "test", "ndcg_at_10"),
-    "arguana": TaskSpec("arguana", "retrieval", "arguana", "test", "ndcg_at_10", ignore_identical_ids=True),
-    "stsb": TaskSpec("stsb", "sts", "stsb/stsb.tsv", "test", "cosine_spearman"),
+    "scifact": TaskSpec("scifact", "retrieval", "scifact", "test", "ndcg_at_10", mteb_name="SciFact"),
+    "arguana": TaskSpec(
+        "arguana", "retrieval", "arguana", "test", "ndcg_at_10", ignore_identical_ids=True, mteb_name="ArguAna"
+    ),
+    "stsb": TaskSpec("stsb", "sts", "stsb/stsb.tsv", "test", "cosine_spearman", mteb_name="STSBenchmark"),
     # MTEB's SICK-R score (e.g. 0.7758) is over all 9,927 pairs, not the SemEval test split.
-    "sick": TaskSpec("sick", "sts", "sick/sick.tsv", "all", "cosine_spearman"),
+    "sick": TaskSpec("sick", "sts", "sick/sick.tsv", "all", "cosine_spearman", mteb_name="SICK-R"),
 }
 # MTEB spellings, so names copied from a leaderboard resolve.
 _ALIASES = {"sickr": "sick", "sick-r": "sick", "stsbenchmark": "stsb", "sts-b": "stsb"}
@@ -65,6 +68,11 @@ def get_task(name: str) -> TaskSpec:
     if spec is None:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     return spec
+
+
+def spec_for_mteb(mteb_name: str) -> TaskSpec | None:
+    """embedlab's task for an MTEB task name (SciFact -> scifact), or None when embedlab has no copy of it."""
+    return next((s for s in TASKS.values() if s.mteb_name and s.mteb_name.lower() == mteb_name.lower()), None)
 
 
 def load_task(

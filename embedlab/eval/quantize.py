@@ -32,6 +32,23 @@ def to_int8(emb: np.ndarray, low: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.clip(levels, -128, 127).astype(np.int8)
 
 
+def from_int8(codes: np.ndarray, low: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """int8 codes back to float32 on the calibrated grid: what a float query is scored against."""
+    return (codes.astype(np.float32) + 128.0) * step + low
+
+
+def stored(emb: np.ndarray, precision: str) -> np.ndarray:
+    """Document vectors as a float query sees them once stored at `precision`: int8 codes calibrated on these very
+    vectors (the corpus), dequantized; binary as ±1 signs (the exhaustive form of binary rescoring)."""
+    check_precisions([precision])
+    if precision == "int8":
+        low, step = int8_calibration(emb)
+        return from_int8(to_int8(emb, low, step), low, step)
+    if precision == "binary":
+        return unpack_signs(to_binary(emb), emb.shape[1])
+    return emb
+
+
 def to_binary(emb: np.ndarray) -> np.ndarray:
     """One bit per dimension (positive -> 1), packed 8 per byte: [N, ceil(dim/8)] uint8."""
     return np.packbits(emb > 0, axis=1)

@@ -45,9 +45,7 @@ def _search_cell(q: np.ndarray, d: np.ndarray, precision: str, k: int, rescore: 
     if precision == "int8":
         # Documents stored as int8 (calibrated on the corpus itself); queries stay float, as in asymmetric
         # scalar quantization: the score is q · dequantize(d).
-        low, step = quantize.int8_calibration(d)
-        codes = quantize.to_int8(d, low, step)
-        return search.search_inner_product(q, (codes.astype(np.float32) + 128.0) * step + low, k)
+        return search.search_inner_product(q, quantize.stored(d, "int8"), k)
     dim = d.shape[1]
     d_bits = quantize.to_binary(d)
     if rescore <= 0:

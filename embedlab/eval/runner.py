@@ -5,6 +5,9 @@ Output folder layout (every file written atomically):
   grid.jsonl                one row per (task, dim, precision) when the grid has more than one cell
   per_query/<task>.jsonl    per-query metrics (retrieval) or per-pair cosine and gold score (STS)
   runs/<task>.trec          the ranking in TREC run format (top `run_depth`), for significance tests
+
+A task named `mteb:<Name>` runs MTEB's implementation of it (embedlab.eval.mteb_tasks); its scores land in
+metrics.json and grid.jsonl the same way, under that name.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from embedlab.data import RetrievalData, StsPairs, get_task, load_task
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.metrics import DEFAULT_K, check_k_values
+from embedlab.eval.mteb_tasks import check_task_names, evaluate_mteb_task, is_mteb_task
 from embedlab.eval.quantize import check_dims, check_precisions, grid_dims
 from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, evaluate_retrieval
 from embedlab.eval.sts import evaluate_sts
@@ -37,6 +41,7 @@ class EvalSettings:
     limit: int | None = None  # queries (retrieval) / pairs (STS) per task, for quick runs
     max_docs: int | None = None  # corpus cap (judged docs always kept)
     run_depth: int = 100  # documents per query written to runs/<task>.trec
+    mteb_source: str = "auto"  # data of mteb:<Name> tasks: auto (local copy if any, else hub) | local | hub
 
 
 def check_settings(s: EvalSettings, dim: int | None = None) -> None:
@@ -149,13 +154,27 @@ def evaluate_tasks(
 ) -> list[TaskResult]:
     """Evaluate every task; write metrics.json (and grid.jsonl) into `out_dir` when given."""
     # Fail on a typo or an impossible setting before encoding anything (not after the first task).
-    specs = [get_task(name) for name in tasks]
+    check_task_names(tasks)
+    specs = [get_task(name) for name in tasks if not is_mteb_task(name)]
     if any(spec.kind == "retrieval" for spec in specs):
         check_same_dim(query_encoder, doc_encoder)
     check_settings(settings or EvalSettings(), min(doc_encoder.dim, (query_encoder or doc_encoder).dim))
     results = []
     for name in tasks:
         log.info("evaluating %s", name)
+        if is_mteb_task(name):
+            results.append(
+                evaluate_mteb_task(
+                    name,
+                    doc_encoder,
+                    query_encoder,
+                    settings=settings or EvalSettings(),
+                    data_root=data_root,
+                    cache=cache,
+                    source=(settings or EvalSettings()).mteb_source,
+                )
+            )
+            continue
         results.append(
             evaluate_task(
                 name,

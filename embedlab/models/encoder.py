@@ -360,13 +360,16 @@ class Encoder(nn.Module):
         return h.hexdigest()
 
     # ----------------------------------------------------------------------------------------- export
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, card: str | None = None) -> Path:
         """Write a sentence-transformers folder atomically (safetensors weights). LoRA adapters are merged into a
         copy of the backbone first, so the folder is a plain model any loader opens; the attention direction is in
-        its config.json (`is_causal`), per-task query prompts are named prompts."""
+        its config.json (`is_causal`), per-task query prompts are named prompts. `card`: README.md text
+        (embedlab.models.card.model_card)."""
         folder = Path(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
+            if card is not None:
+                (tmp / "README.md").write_text(card, encoding="utf-8")
             lora.merged_copy(self.backbone).save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             st_format.write_layout(
@@ -381,9 +384,9 @@ class Encoder(nn.Module):
             )
         return folder
 
-    def save_adapter(self, folder: str | Path) -> Path:
+    def save_adapter(self, folder: str | Path, card: str | None = None) -> Path:
         """Write the LoRA adapter alone (peft's files, a few MB) with the settings that rebuild the encoder around
-        it: `Encoder.from_pretrained(folder)` loads base + adapter."""
+        it: `Encoder.from_pretrained(folder)` loads base + adapter. `card`: README.md text, as for `save`."""
         if not lora.has_lora(self.backbone) or self.settings is None:
             raise ConfigError("save_adapter needs an encoder built by from_config with model.lora set")
         folder = Path(folder)
@@ -403,7 +406,9 @@ class Encoder(nn.Module):
         }
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
-            self.backbone.save_pretrained(tmp)
+            self.backbone.save_pretrained(tmp)  # peft writes a README.md of its own: the card replaces it
+            if card is not None:
+                (tmp / "README.md").write_text(card, encoding="utf-8")
             (tmp / ADAPTER_SETTINGS).write_text(json.dumps(saved, indent=2))
             if self.projection is not None:
                 saved_projection = {k: v.detach().cpu().contiguous() for k, v in self.projection.state_dict().items()}

@@ -116,8 +116,20 @@ def read_layout(folder: Path) -> StLayout:
         layout.max_length = _read_json(st_config).get("max_seq_length")  # type: ignore[union-attr]
     prompts_file = folder / "config_sentence_transformers.json"
     if prompts_file.exists():
-        layout.prompts = dict(_read_json(prompts_file).get("prompts") or {})  # type: ignore[union-attr]
+        prompts = dict(_read_json(prompts_file).get("prompts") or {})  # type: ignore[union-attr]
+        aliases = mteb_aliases(prompts)
+        layout.prompts = {k: v for k, v in prompts.items() if aliases.get(k) != v}  # written by write_layout
     return layout
+
+
+def mteb_aliases(prompts: dict[str, str]) -> dict[str, str]:
+    """`<MTEB name>-query` copies of the query prompts keyed by embedlab task names (scifact -> SciFact-query): mteb
+    looks prompts up by its own task names, and would apply a bare task-name key to documents as well."""
+    from embedlab.data.tasks import TASKS  # data layer; imported here to keep models importable alone
+
+    return {
+        f"{TASKS[k].mteb_name}-query": v for k, v in prompts.items() if k in TASKS and TASKS[k].mteb_name is not None
+    }
 
 
 def write_layout(
@@ -156,6 +168,7 @@ def write_layout(
     (folder / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": max_length, "do_lower_case": False})
     )
+    prompts = {**prompts, **mteb_aliases(prompts)}
     (folder / "config_sentence_transformers.json").write_text(
         json.dumps({"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2)
     )
