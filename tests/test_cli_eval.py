@@ -94,8 +94,25 @@ def test_grid_run_writes_one_row_per_cell_from_the_cache(plain_run, workdir: Pat
     assert manifest["cache"] == {"hits": 2, "misses": 0}  # same model and texts: nothing re-encoded
 
 
+def test_mteb_task_beside_embedlabs_in_one_metrics_file(plain_run, workdir: Path, env: dict[str, str]) -> None:
+    assert plain_run[0].returncode == 0  # it filled the embedding cache: mteb's SciFact encodes the same texts
+    out = workdir / "mteb"
+    proc = run_cli(cli_args(out, workdir / "embeddings", tasks="[scifact,mteb:SciFact]"), env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["scifact", "mteb:SciFact"]
+    for name in ("ndcg_at_10", "map_at_100", "recall_at_100"):
+        assert metrics["mteb:SciFact"][name] == pytest.approx(metrics["scifact"][name], abs=1e-4), name
+    assert "mteb:SciFact" in proc.stdout  # in the summary table
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["mteb:SciFact"] == manifest["data"]["scifact"]  # the same local files and subset
+    assert manifest["cache"] == {"hits": 4, "misses": 0}  # both tasks read the vectors the plain run cached
+
+
 BAD_INPUTS = {
     "unknown task": ({"tasks": "[nope]"}, "unknown task 'nope'; known tasks: arguana, scifact, sick, stsb"),
+    "unknown mteb task": ({"tasks": "[scifact,mteb:NoSuchTask]"}, "unknown mteb task 'NoSuchTask'"),
+    "unknown mteb source": ({"eval.mteb_source": "web"}, "unknown eval.mteb_source 'web'; choose one of auto"),
     "missing model folder": ({"model.path": "/does/not/exist"}, "model folder '/does/not/exist' does not exist"),
     "unknown precision": ({"eval.precisions": "[fp8]"}, "unknown precision(s) ['fp8']; choose from"),
     "dim above the model's": ({"eval.dims": "[999]"}, "truncation dim 999 is invalid: it must be 1..384"),

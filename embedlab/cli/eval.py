@@ -1,6 +1,7 @@
 """`embedlab-eval`: evaluate a model on retrieval and STS tasks, writing metrics.json and a run record.
 
 embedlab-eval model=minilm tasks=[scifact,stsb]
+embedlab-eval model=minilm tasks=[scifact,mteb:SciFact,mteb:STSBenchmark]   (MTEB's own tasks, offline on local data)
 embedlab-eval model.path=outputs/train/.../model query_model=minilm eval.dims=[128,256] eval.precisions=[float32,binary]
 """
 
@@ -15,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedlab.cli.common import run_hydra_job
 from embedlab.config.build import CONF_DIR, as_list, build_encoder, eval_settings
-from embedlab.data import get_task
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.mteb_tasks import check_task_names, main_score
 from embedlab.eval.runner import TaskResult, evaluate_tasks
 from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.manifest import build_manifest
@@ -38,7 +39,7 @@ def summary_table(results: list[TaskResult]) -> str:
     text = format_table(rows, ["task", *present])
     grid = [row for r in results for row in r.grid]
     if len(grid) > len(results):
-        main = [{**row, "score": row[get_task(row["task"]).main_metric]} for row in grid]
+        main = [{**row, "score": main_score(row)} for row in grid]
         text += "\n\n" + format_table(
             main, ["task", "dim", "precision", "score"], ["task", "dim", "precision", "nDCG@10 / Spearman"]
         )
@@ -50,8 +51,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
     tasks = as_list(cfg.tasks)
     if not tasks:
         raise ConfigError("no tasks given; e.g. tasks=[scifact,stsb]")
-    for name in tasks:  # a typo fails in a second, not after the model has loaded
-        get_task(name)
+    check_task_names(tasks)  # a typo fails in a second, not after the model has loaded (mteb:<Name> too)
     started = time.perf_counter()
     doc_encoder = build_encoder(cfg.model, cfg.device, frozen=True)
     query_encoder = build_encoder(cfg.query_model, cfg.device, frozen=True) if cfg.query_model else None

@@ -30,6 +30,11 @@ PREFIX = "mteb:"
 SOURCES = ("auto", "local", "hub")  # where an mteb task's data comes from (see the module docstring)
 
 
+def check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ConfigError(f"unknown eval.mteb_source {source!r}; choose one of {', '.join(SOURCES)}")
+
+
 def is_mteb_task(name: str) -> bool:
     return str(name).lower().startswith(PREFIX)
 
@@ -60,8 +65,7 @@ def load_mteb_task(
     max_docs: int | None = None,
 ):
     """The mteb task with its data in place (`task.data_loaded`), and a fingerprint of that data."""
-    if source not in SOURCES:
-        raise ConfigError(f"unknown eval.mteb_source {source!r}; choose one of {', '.join(SOURCES)}")
+    check_source(source)
     task = get_mteb_task(name)
     spec = spec_for_mteb(task.metadata.name)
     local = source == "local" or (source == "auto" and _has_local(spec, root))
@@ -179,6 +183,11 @@ def _quiet_datasets():
     finally:
         if was_enabled:
             ds_logging.enable_progress_bar()
+
+
+def main_score(row: dict) -> float:
+    """A metrics row's main score: mteb's `main_score` for an mteb task, else the embedlab task's main metric."""
+    return row["main_score"] if is_mteb_task(row["task"]) else row[get_task(row["task"]).main_metric]
 
 
 def check_task_names(names: list[str]) -> None:

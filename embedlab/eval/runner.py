@@ -20,7 +20,7 @@ from embedlab.data import RetrievalData, StsPairs, get_task, load_task
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.metrics import DEFAULT_K, check_k_values
-from embedlab.eval.mteb_tasks import check_task_names, evaluate_mteb_task, is_mteb_task
+from embedlab.eval.mteb_tasks import check_source, check_task_names, evaluate_mteb_task, is_mteb_task
 from embedlab.eval.quantize import check_dims, check_precisions, grid_dims
 from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, evaluate_retrieval
 from embedlab.eval.sts import evaluate_sts
@@ -54,6 +54,7 @@ def check_settings(s: EvalSettings, dim: int | None = None) -> None:
         raise ConfigError("eval precisions is empty; choose from float32, int8, binary")
     check_k_values(s.k_values)
     check_dims(list(s.dims), dim)
+    check_source(s.mteb_source)
     for name, minimum in (("top_k", 1), ("batch_size", 1), ("binary_rescore", 0), ("run_depth", 0)):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
