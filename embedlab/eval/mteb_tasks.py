@@ -2,10 +2,11 @@
 
 mteb loads the task (its metadata, splits, metrics), the model is embedlab's (`MtebEncoder`, asymmetric pairs
 included) and the main scores land in metrics.json beside embedlab's own tasks, under the name as given
-(`mteb:SciFact`). Data: a task embedlab also has (SciFact, ArguAna, STSBenchmark, SICK-R) is built from the same
-local files embedlab reads (`mteb_source: auto | local`), so it runs offline, honours `eval.limit` / `eval.max_docs`,
-and compares with embedlab's evaluator on identical texts; any other task is downloaded by mteb from the hub
-(`auto | hub`), which needs the network.
+(`mteb:SciFact`), with mteb's metric names and cut-offs (eval.top_k and eval.k_values are for embedlab's evaluator).
+Data: a task embedlab also has (SciFact, ArguAna, STSBenchmark, SICK-R) is built from the same local files embedlab
+reads (`mteb_source: auto | local`), so it runs offline, honours `eval.limit` / `eval.max_docs`, and compares with
+embedlab's evaluator on identical texts; any other task is downloaded by mteb from the hub (`auto | hub`), which
+needs the network.
 """
 
 from __future__ import annotations

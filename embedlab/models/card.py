@@ -8,6 +8,7 @@ writes it into the folder atomically, with the weights.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def methods_of(config: Mapping) -> list[str]:
     if (mining.get("enabled") and mining.get("margin") == "adaptive") or "kl_distill" in losses:
         found.append("LG-ANNA-Embedding")
     return found
+
+
+def _hub_link(name: str) -> str:
+    """A hub id as a link to its page; a local folder or config name as plain text."""
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
+        return f"[{name}](https://huggingface.co/{name})"
+    return f"`{name}`"
 
 
 def _value(v) -> str:
@@ -209,7 +217,7 @@ def model_card(
     front += [f"base_model: {base}", "---"]
     details = [
         "- **Model Type:** Sentence Transformer (exported by embedlab)",
-        f"- **Base model:** {base}"
+        f"- **Base model:** {_hub_link(base)}"
         + (f" with LoRA adapters {_value(model_cfg['lora'])}" if model_cfg.get("lora") else ""),
         f"- **Maximum Sequence Length:** {described.get('max_length', model_cfg.get('max_length') or '?')} tokens",
         f"- **Output Dimensionality:** {dim} dimensions",
@@ -220,11 +228,11 @@ def model_card(
     ]
     if teacher:
         details.append(f"- **Teacher:** {teacher}")
-    prompt_rows = [[f"`{k}`", json.dumps(v)] for k, v in prompts.items()]
+    prompt_rows = [[f"`{k}`", json.dumps(v).replace("|", "\\|")] for k, v in prompts.items()]
     sections = [
         "\n".join(front),
         f"# {title or f'embedlab model trained from {base}'}",
-        f"A text-embedding model trained with embedlab from [{base}](https://huggingface.co/{base})"
+        f"A text-embedding model trained with embedlab from {_hub_link(base)}"
         + (f" ({', '.join(methods)} recipe)" if methods else "")
         + f". It maps text to a {dim}-dimensional dense vector space for retrieval and semantic similarity.",
         "## Model Details\n\n" + "\n".join(details),
