@@ -45,7 +45,7 @@ def test_leaf_card_has_training_evaluation_pairing_and_citation() -> None:
     assert card.startswith("---\nlibrary_name: sentence-transformers\n")
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
     assert "- **Output Dimensionality:** 768 dimensions" in card
-    assert "- **Teacher:** mpnet" in card and "| `leaf` | 1.0 | — | matryoshka" not in card
+    assert "- **Teacher:** sentence-transformers/all-mpnet-base-v2" in card  # the preset name resolved
     assert "| `leaf` | 1.0 | — | — |" in card  # weight; no temperature; defaults (normalize: false) not listed
     assert "| `scifact_sentences` | 20,000 |" in card and "| `scifact_train` | 809 |" in card
     assert "- `optim.lr`: 1e-05" in card and "- `optim.projection_lr`: 0.0001" in card
@@ -54,7 +54,8 @@ def test_leaf_card_has_training_evaluation_pairing_and_citation() -> None:
     assert "| system | scifact (ndcg_at_10) | stsb (cosine_spearman) |" in card
     assert "| student | 0.5668 | 0.8023 |" in card and "| asymmetric | 0.5433 | — |" in card
     pairing = card.split("## Asymmetric use (LEAF)")[1].split("## Evaluation")[0]
-    assert "index documents with the teacher **mpnet**" in pairing and "| asymmetric | 0.5433 |" in pairing
+    assert "the teacher **sentence-transformers/all-mpnet-base-v2**" in pairing and "| asymmetric | 0.5433 |" in pairing
+    assert 'SentenceTransformer("sentence-transformers/all-mpnet-base-v2").encode_document(' in card
     assert "arXiv:2509.12539" in card and "Robin Vujanic and Thomas Rueckstiess" in card  # LEAF
     assert "2506.20923" not in card and "2506.07438" not in card  # not KaLM-V2, not LG-ANNA
 
