@@ -41,11 +41,12 @@ def test_leaf_card_has_training_evaluation_pairing_and_citation() -> None:
         model={**student, "normalize": True, "projection": True, "query_prompt": "", "document_prompt": ""},
         summary={"steps": 319, "train_seconds": 291.0, "heldout_cosine": 0.7913},
         data_sizes={"scifact_train": 809, "scifact_sentences": 20000},
+        teacher="sentence-transformers/all-mpnet-base-v2",  # what the job resolved teacher=mpnet to
     )
     assert card.startswith("---\nlibrary_name: sentence-transformers\n")
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
     assert "- **Output Dimensionality:** 768 dimensions" in card
-    assert "- **Teacher:** sentence-transformers/all-mpnet-base-v2" in card  # the preset name resolved
+    assert "- **Teacher:** sentence-transformers/all-mpnet-base-v2" in card
     assert "| `leaf` | 1.0 | — | — |" in card  # weight; no temperature; defaults (normalize: false) not listed
     assert "| `scifact_sentences` | 20,000 |" in card and "| `scifact_train` | 809 |" in card
     assert "- `optim.lr`: 1e-05" in card and "- `optim.projection_lr`: 0.0001" in card

@@ -64,13 +64,6 @@ def methods_of(config: Mapping) -> list[str]:
     return found
 
 
-def _model_id(name: str) -> str:
-    """A conf/model preset name (mpnet) as the model it names (sentence-transformers/all-mpnet-base-v2)."""
-    from embedlab.cli.common import encoder_config  # presets live with the CLI; imported here to avoid a cycle
-
-    return encoder_config(name).path
-
-
 def _hub_link(name: str) -> str:
     """A hub id as a link to its page; a local folder or config name as plain text."""
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
@@ -204,15 +197,17 @@ def model_card(
     data_sizes: Mapping[str, int] | None = None,
     methods: list[str] | None = None,
     title: str | None = None,
+    teacher: str | None = None,
 ) -> str:
     """README.md text. `config`: the run's resolved config (model, teacher, loss, data, optim, trainer, ...);
     `results`: system -> task -> metrics (results.json); `model`: `Encoder.describe()` of the exported model;
     `summary`: steps, seconds, held-out cosines; `data_sizes`: training examples per source; `methods`: papers to
-    cite (default: read off the config, `methods_of`)."""
+    cite (default: read off the config, `methods_of`); `teacher`: the teacher's model id (default: the config's
+    `teacher.path`, which may be a preset name such as mpnet: the training job passes the id it resolved)."""
     model_cfg, teacher_cfg = dict(config.get("model") or {}), dict(config.get("teacher") or {})
     described = dict(model or {})
-    base = _model_id(str(model_cfg.get("path") or described.get("name") or "unknown"))
-    teacher = _model_id(teacher_cfg["path"]) if teacher_cfg.get("path") else teacher_cfg.get("file")
+    base = str(described.get("name") or model_cfg.get("path") or "unknown")
+    teacher = teacher or teacher_cfg.get("path") or teacher_cfg.get("file")
     methods = methods_of(config) if methods is None else methods
     prompts = {**dict(described.get("task_prompts") or {})}
     prompts.update({"query": described.get("query_prompt", ""), "document": described.get("document_prompt", "")})
