@@ -24,12 +24,9 @@ RESULTS = {  # results.json of a LEAF run: system -> task -> metrics
 
 def composed(*overrides: str) -> dict:
     """The resolved training config of `embedlab-train <overrides>`, as the run records it."""
-    from hydra import compose, initialize_config_dir
+    from embedlab.config.build import compose
 
-    from embedlab.cli.common import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose("train", overrides=list(overrides)), resolve=True)
+    return OmegaConf.to_container(compose("train", list(overrides)), resolve=True)
 
 
 def test_leaf_card_has_training_evaluation_pairing_and_citation() -> None:

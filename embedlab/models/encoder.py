@@ -368,8 +368,6 @@ class Encoder(nn.Module):
         folder = Path(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
-            if card is not None:
-                (tmp / "README.md").write_text(card, encoding="utf-8")
             lora.merged_copy(self.backbone).save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             st_format.write_layout(
@@ -382,6 +380,8 @@ class Encoder(nn.Module):
                 prompts={**self.task_prompts, "query": self.query_prompt, "document": self.document_prompt},
                 include_prompt=self.include_prompt,
             )
+            if card is not None:
+                (tmp / "README.md").write_text(card, encoding="utf-8")
         return folder
 
     def save_adapter(self, folder: str | Path, card: str | None = None) -> Path:
