@@ -96,6 +96,10 @@ def test_plain_infonce_run(workdir: Path, env: dict[str, str]) -> None:
     assert [r["step"] for r in rows if r.get("train/loss")] == ["0", "1"]
     assert any(r.get("eval/scifact/ndcg_at_10") for r in rows)
 
+    card = (out / "model" / "README.md").read_text()  # the model card: base model, this run's evaluation, citation
+    trained = json.loads((out / "metrics.json").read_text())["scifact"]["ndcg_at_10"]
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and f"{trained:.4f}" in card
+    assert "| infonce" in card.replace("`", "") and "1908.10084" in card
     model = SentenceTransformer(str(out / "model"), device="cpu")
     emb = model.encode(["a claim about cells", "another one"])
     assert emb.shape == (2, 384)

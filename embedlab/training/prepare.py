@@ -44,6 +44,7 @@ class Prepared:
     teacher: Encoder | None
     table: TeacherTable | None
     remine: RemineCallback | None  # re-mining during training (mining.refresh_every_n_steps)
+    sizes: dict[str, int]  # training examples per source (the model card's training data)
 
 
 def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
@@ -138,4 +139,5 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
         init_projection(student, texts, data.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
     if cfg.projection.freeze_backbone:
         student.backbone.requires_grad_(False)
-    return Prepared(student, module, data, texts, ids, teacher, table, remine)
+    sizes = {name: len(source) for name, source in examples.items()}
+    return Prepared(student, module, data, texts, ids, teacher, table, remine, sizes)

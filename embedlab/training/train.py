@@ -27,6 +27,7 @@ from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, writ
 from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.distributed import build_strategy, evaluates_on_this_rank
 from embedlab.manifest import build_manifest
+from embedlab.models.card import model_card
 from embedlab.precision import record as precision_record
 from embedlab.precision import resolve_trainer, trainer_device
 from embedlab.training.loggers import make_logger
@@ -117,7 +118,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         "nonfinite_skipped": run.module.nonfinite.skipped,  # steps dropped under nonfinite=skip
     }
     if cfg.export:
-        export(run, out_dir)
+        export(cfg, run, systems.table, summary, out_dir)
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_json_atomic(out_dir / "manifest.json", manifest(cfg, run, summary, trainer_settings))
     if not cfg.checkpoint.keep_after_training:
@@ -127,10 +128,19 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     return {"systems": systems.table, "summary": summary}
 
 
-def export(run: Prepared, out_dir: Path) -> None:
-    run.student.save(out_dir / "model")  # LoRA: merged into a plain folder
+def export(cfg: DictConfig, run: Prepared, results: dict, summary: dict, out_dir: Path) -> None:
+    """model/ (a sentence-transformers folder; LoRA merged) and, with LoRA, adapter/ — each with the run's card."""
+    card = model_card(
+        OmegaConf.to_container(cfg, resolve=True),
+        results,
+        model=run.student.describe(),
+        summary=summary,
+        data_sizes=run.sizes,
+        teacher=run.teacher.name if run.teacher is not None else None,
+    )
+    run.student.save(out_dir / "model", card=card)
     if run.student.describe()["lora"]:
-        run.student.save_adapter(out_dir / "adapter")  # and the adapter alone, loadable on its base
+        run.student.save_adapter(out_dir / "adapter", card=card)  # the adapter alone, loadable on its base
 
 
 def manifest(cfg: DictConfig, run: Prepared, summary: dict, trainer_settings: dict) -> dict:
