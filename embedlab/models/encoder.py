@@ -6,7 +6,6 @@ backbone -> pooling -> optional projection (folder's Dense, new head, or both: `
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
 from embedlab.io import atomic_path
 from embedlab.models import decoder, lora, runtime, st_format
+from embedlab.models.fingerprint import hash_weights, tokenizer_digest
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
 from embedlab.models.projection import StackedProjection, single_linear
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, query_prompts
@@ -58,30 +58,6 @@ class EncoderConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     dtype: str = "fp32"  # weights dtype at load: fp32 | bf16 (bf16 halves memory; adapters stay fp32)
     backend: str = "auto"  # frozen encoders' backbone pass: auto | torch | onnx | onnx-int8 | openvino (runtime.py)
-
-
-def hash_weights(module: torch.nn.Module, skip_prefix: str | None = None):
-    """A sha256 object fed with every tensor of `module`'s state dict (names and bytes, sorted by name)."""
-    h = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        if skip_prefix and key.startswith(skip_prefix):
-            continue
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return h
-
-
-def tokenizer_digest(tokenizer) -> str:
-    """sha256 of what decides a tokenizer's ids: vocabulary, merges, normaliser, pre-tokeniser, special and added
-    tokens. Its size alone would let a lower-casing and a cased tokenizer of one vocabulary share cache entries."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        for transient in ("truncation", "padding"):  # per-call settings the tokenizer keeps from its last call
-            spec.pop(transient, None)
-    else:
-        spec = {"vocab": sorted(tokenizer.get_vocab().items()), "init": repr(sorted(tokenizer.init_kwargs.items()))}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 class Encoder(nn.Module):

@@ -35,6 +35,7 @@ from torch import nn
 from embedlab.errors import ConfigError
 from embedlab.hub import cache_dir
 from embedlab.io import atomic_path, fingerprint
+from embedlab.models.fingerprint import hash_weights
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,6 @@ def _say(message: str) -> None:
 # ------------------------------------------------------------------------------------------------- export
 def export_folder(backbone: nn.Module) -> Path:
     """<cache>/runtime/<digest>: one folder per backbone weights, config and exporter."""
-    from embedlab.models.encoder import hash_weights  # encoder.py imports this module
 
     config = backbone.config.to_json_string() if hasattr(backbone, "config") else ""
     digest = fingerprint(

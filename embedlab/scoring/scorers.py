@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.models.encoder import hash_weights
+from embedlab.models.fingerprint import hash_weights
 
 
 def _rectangular(candidates: Sequence[Sequence[str]]) -> int:
