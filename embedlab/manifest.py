@@ -99,3 +99,14 @@ def build_manifest(
         "models": models or {},
         **(extra or {}),
     }
+
+
+def write_run_record(out_dir: Path, config, manifest: dict) -> None:
+    """What every job leaves beside its results: the resolved config (config.yaml) and its manifest (manifest.json),
+    each written atomically. `config`: an OmegaConf node."""
+    from omegaconf import OmegaConf
+
+    from embedlab.io import write_json_atomic, write_text_atomic
+
+    write_text_atomic(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(config, resolve=True))
+    write_json_atomic(Path(out_dir) / "manifest.json", manifest)

@@ -3,7 +3,7 @@
 # causal vs bidirectional attention at the same budget, SciFact test nDCG@10 before/after.
 # Sized for a 2-core CPU shared with ~5 other jobs (load average 10-14, so this job gets ~0.2 core): 48 training
 # tokens per text, 10 steps of 8 pairs (80 of the 919 pairs), and a documented evaluation subset at 64 tokens per
-# text: the first 50 SciFact test queries, corpus capped at 150 documents with every judged one kept. bf16 autocast. Mean pooling, instruction on queries (conf/model/smollm2_bidir.yaml).
+# text: the first 50 SciFact test queries, corpus capped at 150 documents with every judged one kept. Precision auto. Mean pooling, instruction on queries (conf/model/smollm2_bidir.yaml).
 #   bash experiments/decoder_lora.sh [output dir] [seeds, e.g. 0,1] [extra overrides...]
 # The untrained student is the base model whatever the seed (fresh LoRA B = 0), so later seeds can skip it:
 #   bash experiments/decoder_lora.sh outputs/decoder_lora_s1 1 eval.before_training=false

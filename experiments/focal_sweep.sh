@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # KaLM-V2's focal reweighting: InfoNCE vs focal InfoNCE (γ = 1, 2) on SciFact train -> SciFact test, seeds 0-2,
-# plus γ = 0 once (it must reproduce InfoNCE bit for bit). One epoch each (28 steps of 32 pairs), bf16 autocast.
+# plus γ = 0 once (it must reproduce InfoNCE bit for bit). One epoch each (28 steps of 32 pairs), precision auto.
 #   bash experiments/focal_sweep.sh [output dir]      then: embedlab-report <output dir>
 set -euo pipefail
 OUT=${1:-outputs/focal_sweep}

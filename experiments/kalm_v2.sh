@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # KaLM-Embedding-V2-style ablation: InfoNCE vs focal InfoNCE (γ) vs InfoNCE + online hard-negative mixing.
-#   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, bf16),
+#   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, precision auto),
 #     so the mixing runs join that sweep's InfoNCE and focal γ=1,2 runs in one report. The overrides are the focal
 #     sweep's, spelled out (they resolve to experiment=kalm_v2) so the report names configurations alike.
 #   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 40

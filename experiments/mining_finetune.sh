@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Does mining help? all-MiniLM-L6-v2 fine-tuned on SciFact train (one epoch, 32 pairs per step, bf16 autocast),
+# Does mining help? all-MiniLM-L6-v2 fine-tuned on SciFact train (one epoch, 32 pairs per step, precision auto),
 # evaluated on SciFact test, seeds 0-2: in-batch negatives only; + 1 mined negative per pair (ranks 1-100, no
 # margin); + relative margin 0.95; + adaptive margin; + kl_distill on mpnet-scored lists of the adaptive mining
-# (bf16 mpnet, 256 tokens).
+# (mpnet, 256 tokens, precision auto).
 # Mining runs with the untrained student before training (embedlab-train mining=...).
 #   bash experiments/mining_finetune.sh [output dir]      then: embedlab-report <output dir>
 set -euo pipefail

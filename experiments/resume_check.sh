@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resume after kill, on a real run: all-MiniLM-L6-v2 fine-tuned with InfoNCE on SciFact train (28 steps of 32
-# pairs, bf16 autocast, a checkpoint every 5 steps), evaluated on SciFact test. Once uninterrupted; once killed
+# pairs, precision auto, a checkpoint every 5 steps), evaluated on SciFact test. Once uninterrupted; once killed
 # twice from outside at whatever step it has reached — SIGKILL after the step-10 checkpoint exists, SIGTERM after the
 # step-20 one — and resumed each time with resume=<run dir>. Prints both runs' metrics and the exported weights'
 # hashes; exits 1 unless they are identical.

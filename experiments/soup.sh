@@ -8,7 +8,7 @@ OUT=${1:-outputs/soup}
 PY=${PY:-.venv/bin/python}
 DATA="$OUT/data"
 $PY experiments/scifact_data.py "$DATA" --dev 200
-# Training and evaluation as in focal_sweep.sh: one epoch (21 steps of 32 pairs), bf16 autocast, bf16 encoding.
+# Training and evaluation as in focal_sweep.sh: one epoch (21 steps of 32 pairs), precision auto (bf16 only where native).
 COMMON=(data.root="$DATA" data.split=fit logger=csv
         eval.before_training=false)
 INGREDIENTS=()

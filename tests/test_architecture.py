@@ -68,3 +68,21 @@ def test_the_check_catches_an_import_against_the_grain() -> None:
     finally:
         fake.unlink()
     assert bad == ["embedlab/data/_grain_probe.py:2 (data, row 6) imports models"]
+
+
+def cli_functions() -> dict[str, list[str]]:
+    """Top-level functions of each entry point in embedlab/cli (common.py, the shared runner, left out)."""
+    found = {}
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        if path.name not in ("__init__.py", "common.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            found[path.name] = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    return found
+
+
+def test_entry_points_hold_no_job_logic() -> None:
+    """Each CLI only parses arguments or composes config and calls a job in `training` or `jobs`: `main` is all it
+    defines, so a job can be run from Python, a notebook or a test without a command line."""
+    found = cli_functions()
+    assert set(found) >= {"eval.py", "mine.py", "score.py", "reranker.py", "report.py", "pipeline.py", "train.py"}
+    assert {name: fns for name, fns in found.items() if fns != ["main"]} == {}

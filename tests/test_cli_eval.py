@@ -151,3 +151,20 @@ def test_bad_input_fails_with_one_line_and_exit_code_2_before_encoding(bad_runs,
     assert "evaluating" not in text
     assert not (out / "run" / "metrics.json").exists()
     assert not list(out.rglob("*.npy"))
+
+
+def test_the_python_entry_runs_the_same_job_as_the_cli(plain_run, workdir: Path, real_data: Path) -> None:
+    """`embedlab.jobs.evaluate.run` with a composed config: no command line, the same files and the same numbers."""
+    from embedlab.config.build import compose
+    from embedlab.jobs.evaluate import run
+
+    assert plain_run[0].returncode == 0
+    overrides = ["model=minilm", "tasks=[scifact]", "eval.limit=10", "eval.max_docs=100"]
+    cfg = compose("eval", [*overrides, f"eval.cache_dir={workdir / 'embeddings'}", f"data.root={real_data}"])
+    out = workdir / "python_entry"
+    results = run(cfg, out)
+    cli = json.loads((plain_run[1] / "metrics.json").read_text())["scifact"]
+    assert results[0].metrics["ndcg_at_10"] == cli["ndcg_at_10"]
+    assert json.loads((out / "metrics.json").read_text())["scifact"] == cli
+    assert json.loads((out / "manifest.json").read_text())["data"] == {"scifact": results[0].fingerprint}
+    assert "tasks:\n- scifact" in (out / "config.yaml").read_text()

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from embedlab.config.build import compose, encoder_config
-from embedlab.config.schema import TeacherConfig, TrainConfig, TrainerConfig
+from embedlab.config.schema import LoggerConfig, MiningConfig, TeacherConfig, TrainConfig, TrainerConfig
 from embedlab.models import EncoderConfig
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "composed_configs.json").read_text())
@@ -21,6 +21,8 @@ SCHEMAS = {
     "model": OmegaConf.structured(EncoderConfig),
     "teacher": OmegaConf.structured(TeacherConfig),
     "trainer": OmegaConf.structured(TrainerConfig),
+    "mining": OmegaConf.structured(MiningConfig),
+    "logger": OmegaConf.structured(LoggerConfig),
     **{k: OmegaConf.structured(TrainConfig)[k] for k in ("optim", "eval", "step", "projection", "checkpoint")},
 }
 
@@ -66,6 +68,8 @@ def test_other_jobs_compose_as_on_main_plus_model_defaults(job: str) -> None:
         "teacher.batch_size=big",
         "step.gather=maybe",
         "seed=one",
+        "mining.top_k=many",
+        "mining.enabled=maybe",
     ],
 )
 def test_a_wrong_type_fails_at_compose_naming_the_key(override: str) -> None:
@@ -83,6 +87,10 @@ def test_a_preset_without_a_knob_gets_the_schema_default() -> None:
     assert cfg.teacher.batch_size == TeacherConfig.batch_size and cfg.teacher.cache is True
     assert cfg.trainer.max_epochs == TrainerConfig.max_epochs and cfg.trainer.strategy == "ddp"
     assert encoder_config("minilm") == EncoderConfig(path="sentence-transformers/all-MiniLM-L6-v2")
+    mining = compose("train", ["mining=relative", "logger=csv"])
+    assert "top_k" not in (Path(__file__).parents[1] / "conf/mining/window.yaml").read_text()
+    assert mining.mining.top_k == MiningConfig.top_k and mining.mining.margin == "relative"
+    assert mining.logger.kind == "csv" and mining.logger.project == LoggerConfig.project
 
 
 def test_teacher_file_still_requires_its_file() -> None:

@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from embedlab.cli.pipeline import load_spec, main
+from embedlab.cli.pipeline import main
 from embedlab.errors import ConfigError
-from embedlab.training.pipeline import finished, parse, run_cli, run_pipeline
+from embedlab.training.pipeline import finished, load_spec, parse, run_cli, run_pipeline
 from tests.tiny import tiny_encoder
 
 TINY_TRAIN = [

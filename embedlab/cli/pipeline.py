@@ -10,31 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from embedlab.cli.common import setup_logging
-from embedlab.config.build import CONF_DIR
-from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.errors import EmbedlabError
 from embedlab.report.table import format_table
-from embedlab.training.pipeline import run_pipeline
+from embedlab.training.pipeline import load_spec, run_pipeline
 
 log = logging.getLogger("embedlab.pipeline")
-
-
-def load_spec(name: str, overrides: list[str]):
-    """A pipeline by name (conf/pipeline/<name>.yaml) or path, with `key=value` overrides on top."""
-    path = Path(name)
-    if not path.is_file():
-        path = CONF_DIR / "pipeline" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (CONF_DIR / "pipeline").glob("*.yaml"))
-        raise ConfigError(f"pipeline {name!r} is neither a file nor one of {known}")
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"pipeline overrides must be key=value, got {bad}")
-    return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,8 @@
 queries against a baseline configuration; writes the table (Markdown, CSV) and PNG figures.
 
 embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10 [--wandb]
+
+The job itself is `embedlab.jobs.report.run`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ import sys
 from pathlib import Path
 
 from embedlab.errors import EmbedlabError
-from embedlab.io import write_text_atomic
-from embedlab.report.compare import METHODS, compare, describe, to_csv, to_markdown
-from embedlab.report.figures import report_figures
-from embedlab.report.runs import find_runs
+from embedlab.jobs.report import run
+from embedlab.report.compare import METHODS
 from embedlab.report.wandb_log import add_arguments as add_wandb_arguments
-from embedlab.report.wandb_log import from_arguments as log_to_wandb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,24 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     add_wandb_arguments(parser)
     args = parser.parse_args(argv)
-    metrics = args.metric or ["ndcg_at_10"]
-    out = args.out or Path(args.paths[0]) / "report"
     try:
-        runs = find_runs(args.paths)
-        c = compare(runs, args.task, metrics, args.baseline, args.test, args.resamples, args.seed)
-        markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
-        stem = f"{c.task}_comparison"
-        write_text_atomic(out / f"{stem}.md", markdown)
-        write_text_atomic(out / f"{stem}.csv", to_csv(c))
-        figures = [] if args.no_plots else report_figures(runs, c, out)
-        wandb_run = log_to_wandb(args, c, figures, runs, out)
+        report = run(args)
     except EmbedlabError as e:
         print(f"embedlab-report: {e}", file=sys.stderr)
         return 2
-    print(markdown)
-    print(f"written: {out / (stem + '.md')}, {out / (stem + '.csv')}" + "".join(f", {p}" for p in figures))
-    if wandb_run is not None:
-        print(f"W&B run ({args.wandb_mode}): {wandb_run}")
+    print(report.markdown)
+    print("written: " + ", ".join(str(p) for p in report.files))
+    if report.wandb_run is not None:
+        print(f"W&B run ({args.wandb_mode}): {report.wandb_run}")
     return 0
 
 

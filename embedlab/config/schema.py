@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from embedlab.eval.runner import EvalSettings
 from embedlab.lit.optim import OptimConfig
+from embedlab.mining.select import SelectionConfig
 from embedlab.models import EncoderConfig
 
 # OmegaConf reads these annotations at runtime: X | None (Python 3.10+) and Any, but no Literal and no other unions.
@@ -106,6 +107,27 @@ class CheckpointConfig:
 
 
 @dataclass
+class MiningConfig(SelectionConfig):
+    """conf/mining/: the selection rules (SelectionConfig: rank window, margin, sampling) and when and how widely to
+    retrieve the candidates they choose from."""
+
+    enabled: bool = True  # mine before training (embedlab-train); embedlab-mine always mines
+    top_k: int = 100  # candidates retrieved per query (max_rank ≤ top_k)
+    refresh_every_n_steps: int = 0  # embedlab-train: re-mine with the current student every N steps (ANCE); 0 = never
+
+
+@dataclass
+class LoggerConfig:
+    """conf/logger/: where training curves go (embedlab/training/loggers.py)."""
+
+    kind: str = "wandb"  # wandb | csv (CSV files in <run dir>/logs, no service needed)
+    mode: str = "offline"  # wandb: offline | online | disabled (offline runs land in <run dir>/wandb; `wandb sync`)
+    project: str = "embedlab"  # wandb project
+    group: str | None = None  # wandb group (null: a multirun's runs share its sweep directory as group)
+    tags: list[str] = field(default_factory=list)  # wandb tags (a multirun adds each varied knob, e.g. seed=1)
+
+
+@dataclass
 class TrainConfig:
     """conf/train.yaml's schema. The groups (model, teacher, trainer) carry their own schemas."""
 
@@ -113,10 +135,10 @@ class TrainConfig:
     teacher: Any = MISSING  # conf/teacher/ (schema: TeacherConfig)
     loss: Any = MISSING  # one or several conf/loss/ entries
     data: Any = MISSING  # conf/data/ (its keys depend on data.kind)
-    mining: Any = MISSING  # conf/mining/
+    mining: Any = MISSING  # conf/mining/ (schema: MiningConfig)
     teacher_scores: Any = MISSING  # conf/teacher_scores/
     trainer: Any = MISSING  # conf/trainer/ (schema: TrainerConfig)
-    logger: Any = MISSING  # conf/logger/
+    logger: Any = MISSING  # conf/logger/ (schema: LoggerConfig)
     seed: int = 0  # seeds Python, numpy, torch and the batch sampler
     nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (one error naming the step) | skip (drop the step, warn)
     mining_model: str | None = None  # the model that mines negatives before training (null = the student)
@@ -130,7 +152,13 @@ class TrainConfig:
 
 
 SCHEMA = "schema"  # each typed group's schema entry: conf/<group>/*.yaml start with `defaults: [schema, _self_]`
-GROUP_SCHEMAS = {"model": EncoderConfig, "teacher": TeacherConfig, "trainer": TrainerConfig}
+GROUP_SCHEMAS = {
+    "model": EncoderConfig,
+    "teacher": TeacherConfig,
+    "trainer": TrainerConfig,
+    "mining": MiningConfig,
+    "logger": LoggerConfig,
+}
 
 
 def register() -> None:

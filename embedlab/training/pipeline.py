@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from embedlab.config.build import CONF_DIR
 from embedlab.config.build import compose as compose_job
 from embedlab.errors import ConfigError
 from embedlab.io import write_json_atomic
@@ -34,6 +35,20 @@ log = logging.getLogger(__name__)
 
 JOBS = {"train": train, "soup": soup_run}  # what each stage's `cli` runs
 CLIS = tuple(JOBS)
+
+
+def load_spec(name: str, overrides: list[str]) -> DictConfig:
+    """A pipeline by name (conf/pipeline/<name>.yaml) or path, with `key=value` overrides on top."""
+    path = Path(name)
+    if not path.is_file():
+        path = CONF_DIR / "pipeline" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "pipeline").glob("*.yaml"))
+        raise ConfigError(f"pipeline {name!r} is neither a file nor one of {known}")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"pipeline overrides must be key=value, got {bad}")
+    return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
 
 
 def compose(cli: str, overrides: list[str], where: str = "") -> DictConfig:

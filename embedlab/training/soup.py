@@ -22,8 +22,8 @@ from embedlab.data import get_task
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import EvalSettings, evaluate_task, evaluate_tasks
-from embedlab.io import fingerprint, sha256_file, write_json_atomic, write_text_atomic
-from embedlab.manifest import build_manifest
+from embedlab.io import fingerprint, sha256_file, write_json_atomic
+from embedlab.manifest import build_manifest, write_run_record
 from embedlab.models import Encoder
 from embedlab.report.table import format_table
 
@@ -96,16 +96,13 @@ def run(cfg: DictConfig, out_dir: Path) -> soup.SoupRecord:
         )
     else:
         write_json_atomic(out_dir / "metrics.json", {})  # the finished-run marker embedlab-pipeline looks for
-    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json_atomic(
-        out_dir / "manifest.json",
-        build_manifest(
-            seed=cfg.seed,
-            data={r.task: r.fingerprint for r in results},
-            models={"soup": fingerprint(sha256_file(output / f) for f in soup.weight_files(output))},
-            extra={"kept": record.kept},
-        ),
+    manifest = build_manifest(
+        seed=cfg.seed,
+        data={r.task: r.fingerprint for r in results},
+        models={"soup": fingerprint(sha256_file(output / f) for f in soup.weight_files(output))},
+        extra={"kept": record.kept},
     )
+    write_run_record(out_dir, cfg, manifest)
     rows = [
         {"ingredient": i["path"], "dev": i["dev"], "soup dev": i["soup_dev"], "kept": i["kept"]}
         for i in record.ingredients

@@ -23,10 +23,10 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from embedlab.config.check import check_train_config
 from embedlab.eval.cache import EmbeddingCache
-from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic
 from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.distributed import build_strategy, evaluates_on_this_rank
-from embedlab.manifest import build_manifest
+from embedlab.manifest import build_manifest, write_run_record
 from embedlab.models.card import model_card
 from embedlab.precision import record as precision_record
 from embedlab.precision import resolve_trainer, trainer_device
@@ -119,8 +119,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     }
     if cfg.export:
         export(cfg, run, systems.table, summary, out_dir)
-    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json_atomic(out_dir / "manifest.json", manifest(cfg, run, summary, trainer_settings))
+    write_run_record(out_dir, cfg, manifest(cfg, run, summary, trainer_settings))
     if not cfg.checkpoint.keep_after_training:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: `model/` is its artefact
     print(results_table(systems.table, summary))

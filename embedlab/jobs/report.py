@@ -1,0 +1,35 @@
+"""The comparison job (`embedlab-report`): finished runs grouped by configuration, tested against a baseline, written
+as Markdown and CSV tables with PNG figures, and optionally logged to W&B."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedlab.io import write_text_atomic
+from embedlab.report.compare import compare, describe, to_csv, to_markdown
+from embedlab.report.figures import report_figures
+from embedlab.report.runs import find_runs
+from embedlab.report.wandb_log import from_arguments as log_to_wandb
+
+
+@dataclass
+class Report:
+    markdown: str
+    files: list[Path]  # tables, then figures
+    wandb_run: str | Path | None  # the W&B run folder when --wandb was given
+
+
+def run(args: Namespace) -> Report:
+    """`args`: embedlab-report's arguments (paths, task, metric, baseline, test, resamples, seed, out, no_plots,
+    and the W&B ones)."""
+    out = args.out or Path(args.paths[0]) / "report"
+    runs = find_runs(args.paths)
+    c = compare(runs, args.task, args.metric or ["ndcg_at_10"], args.baseline, args.test, args.resamples, args.seed)
+    markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
+    tables = [out / f"{c.task}_comparison.md", out / f"{c.task}_comparison.csv"]
+    write_text_atomic(tables[0], markdown)
+    write_text_atomic(tables[1], to_csv(c))
+    figures = [] if args.no_plots else report_figures(runs, c, out)
+    return Report(markdown, tables + figures, log_to_wandb(args, c, figures, runs, out))
