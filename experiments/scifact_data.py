@@ -1,11 +1,15 @@
-"""Data for the soup and multi-stage experiments: a dev split carved out of SciFact train (so that model selection
-never looks at SciFact test) and weakly supervised title -> abstract pairs.
+"""The dev split every experiment selects on (so that no choice ever looks at SciFact test), and weakly supervised
+title -> abstract pairs.
 
 SciFact ships qrels for `train` (809 claims) and `test` (300 claims) only. This writes a data root whose `scifact/`
 folder links the shared corpus, queries and test qrels, and splits the train qrels by query into
   qrels/fit.tsv   training claims  (train minus dev)
-  qrels/dev.tsv   `--dev` claims, chosen by a hash of the query id (independent of any seed, stable across runs)
-Train with `data.root=<root> data.split=fit`; select (greedy soup) on `split=dev`; report on `test` as usual.
+  qrels/dev.tsv   `--dev` claims: those with the smallest sha256(query id) -- a fixed rule, no seed, the same on
+                  every machine and run; a claim is in exactly one of the two files, with all its pairs
+The shared data root's other folders (arguana/, stsb/, ...) are linked beside it, so the result is a complete data
+root. Train with `data.root=<root> data.split=fit` (or, for text sources, `data.sources.0.split=fit`); select on
+`eval.split=dev` / `dev.split=dev`; report on `test` as usual. Used by soup.sh, kalm_v2.sh (LEGS=genq_dev) and
+leaf_lr_dev.sh.
 It also writes `scifact_titles/`: each abstract's title as a query, its body (title removed) as the one positive,
 split `train` -- weak supervision in the spirit of KaLM-V2's first stage (title/body pairs), never a test claim.
 Train on it with `data.root=<root> data.path=scifact_titles`.
@@ -53,6 +57,17 @@ def write_titles(corpus: Path, target: Path) -> int:
     return len(docs)
 
 
+def link_data_root(source_root: Path, target_root: Path, own: set[str]) -> list[str]:
+    """Link every entry of the shared data root except those this script writes (`own`); returns the names linked."""
+    linked = []
+    for entry in sorted(source_root.iterdir()):
+        link = target_root / entry.name
+        if entry.name not in own and not link.exists() and not link.is_symlink():
+            os.symlink(entry, link)
+            linked.append(entry.name)
+    return linked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="data root to create (holds scifact/)")
@@ -72,9 +87,11 @@ def main() -> None:
     for name, part in (("fit", fit), ("dev", dev)):
         write_qrels(target / "qrels" / f"{name}.tsv", part)
     titles = write_titles(find_data_file(source, "corpus.jsonl"), args.root / "scifact_titles")
+    linked = link_data_root(source.parent, args.root, {target.name, "scifact_titles"})
     print(
         f"{target}: fit {len({r[0] for r in fit})} claims / {len(fit)} pairs, dev {len({r[0] for r in dev})} "
-        f"claims / {len(dev)} pairs, test linked; scifact_titles: {titles} title -> abstract pairs"
+        f"claims / {len(dev)} pairs, test linked; scifact_titles: {titles} title -> abstract pairs; "
+        f"linked from {source.parent}: {', '.join(linked) or 'nothing new'}"
     )
 
 
