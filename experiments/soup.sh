@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Model soup (Wortsman et al. 2022; KaLM-V2's last stage): four MiniLM fine-tunes from the same start, differing in
 # seed and learning rate, averaged uniformly and greedily; every system evaluated on SciFact test (nDCG@10).
-# Greedy selection uses a dev split carved out of SciFact *train* (200 claims, never trained on, never test).
+# Every choice uses a dev split carved out of SciFact *train* (200 claims, never trained on, never test): the
+# greedy soup's ingredients and the "best single" fine-tune the soups are compared with (recorded runs before
+# 2026-12-05 picked the best single on test; experiments/README.md, "Model soup").
 #   bash experiments/soup.sh [output dir]        (runs already finished are skipped)
 set -euo pipefail
 OUT=${1:-outputs/soup}
@@ -28,7 +30,7 @@ for method in uniform greedy; do
     fi
 done
 # The table: SciFact test nDCG@10 of every system, dev nDCG@10 where measured, and a paired sign-flip randomization
-# test (10,000 draws, seed 0) of each soup against the best single fine-tune over the 300 test queries.
+# test (10,000 draws, seed 0) of each soup against the best single fine-tune *on dev* over the 300 test queries.
 $PY - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
@@ -42,8 +44,8 @@ def per_query(run):
 greedy = json.loads((out / "greedy" / "soup.json").read_text())
 dev = {str(Path(i["path"]).parent): i["dev"] for i in greedy["ingredients"]}
 singles = sorted((out / "ingredients").iterdir())
-best = max(singles, key=test)
-print(f"{'system':<28} {'test nDCG@10':>12} {'dev nDCG@10':>12}  vs best single")
+best = max(singles, key=lambda run: dev[str(run)])  # chosen on dev, never on test
+print(f"{'system':<28} {'test nDCG@10':>12} {'dev nDCG@10':>12}  vs best single on dev ({best.name})")
 for run in singles:
     print(f"{run.name:<28} {test(run):>12.4f} {dev[str(run)]:>12.4f}")
 for name, dev_score in (("uniform", None), ("greedy", greedy["dev"])):
