@@ -47,7 +47,7 @@ def defaults_entries(path: Path) -> list[tuple[str, str]]:
         if entry == "_self_":
             continue
         if isinstance(entry, str):
-            out.append((own, entry))
+            out.append((own, entry.split("@")[0]))  # `name@package`: the package is not part of the name
             continue
         ((key, value),) = entry.items()
         key = key.removeprefix("override ").removeprefix("optional ").split("@")[0]
