@@ -133,6 +133,7 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
         chunk_size=cfg.step.chunk_size,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
+        compile=cfg.step.compile,
     )
     if cfg.projection.init == "ridge":
         assert table is not None  # config/check.py: ridge needs cached teacher embeddings
