@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -35,8 +36,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def git_state(repo: Path | None = None) -> dict[str, str | bool | None]:
-    """Commit of the embedlab checkout and whether it had uncommitted changes (None outside git)."""
+    """Commit of the embedlab checkout and whether it had uncommitted changes (None outside git). Read once per
+    process: jobs call it when they start, so a commit made while a long run works is not recorded as its code."""
     repo = repo or Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str | None:

@@ -180,3 +180,22 @@ def test_encoder_fingerprint_follows_the_tokenizer_not_only_its_size(tok) -> Non
     cased.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
     assert len(cased) == len(tok) and cased("Hello")["input_ids"] != tok("Hello")["input_ids"]
     assert tiny_encoder(cased).fingerprint() != before  # same vocabulary size, other ids: another cache key
+
+
+def test_the_manifest_records_the_commit_a_job_started_with(tmp_path) -> None:
+    """A commit made while a long run works is not the run's code: git state is read once, when the job starts."""
+    import subprocess
+
+    from embedlab.manifest import build_manifest, git_state
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "first"], check=True)
+    started = git_state(repo)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "second"], check=True)
+    assert git_state(repo) == started
+    head = subprocess.run([*git, "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
+    assert started["commit"] == head
+    assert build_manifest()["git"] == git_state()  # the manifest takes the same once-read value

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from embedlab.errors import EmbedlabError
+from embedlab.manifest import git_state
 
 
 def setup_logging() -> None:
@@ -29,6 +30,7 @@ def run_hydra_job(run: Callable[[DictConfig, Path], object], cfg: DictConfig, lo
     from hydra.core.hydra_config import HydraConfig
 
     setup_logging()
+    git_state()  # the commit the job starts with, not one made while it runs
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except EmbedlabError as e:

@@ -26,7 +26,7 @@ from embedlab.eval.cache import EmbeddingCache
 from embedlab.io import fingerprint, write_json_atomic, write_jsonl_atomic
 from embedlab.lit.checkpoint import AtomicCheckpointIO, ResumeCheckpoint
 from embedlab.lit.distributed import build_strategy, evaluates_on_this_rank
-from embedlab.manifest import build_manifest, write_run_record
+from embedlab.manifest import build_manifest, git_state, write_run_record
 from embedlab.models.card import model_card
 from embedlab.precision import record as precision_record
 from embedlab.precision import resolve_trainer, trainer_device
@@ -42,6 +42,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the training job of `cfg` in `out_dir`; returns {"systems": results table, "summary": ...} ({} on ranks
     other than 0 and for a finished run being resumed)."""
     started = time.perf_counter()
+    git_state()  # the code this run starts with (manifest.json records it at the end)
     record = config_record(cfg)  # before mining rewrites cfg.data: what a resumed run must match
     if cfg.resume and (out_dir / "manifest.json").exists():  # e.g. a relaunched sweep: its finished jobs are skipped
         log.warning("resume: %s holds a finished run (manifest.json); nothing to do", out_dir)
