@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from embedlab.data.batch import DOCUMENT_KEYS, QUERY_KEYS, batch_kind
+from embedlab.data.batch import DOCUMENT_KEYS, LABEL_KEYS, QUERY_KEYS, batch_kind
 from embedlab.data.tokens import prompt_length
 from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
@@ -128,7 +128,8 @@ def as_pair(e: ScoredExample) -> PairExample:
 
 
 def with_mask(keys: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {**keys, "document_mask": in_batch_mask(keys[QUERY_KEYS], keys[DOCUMENT_KEYS])}
+    mask = in_batch_mask(keys[QUERY_KEYS], keys[DOCUMENT_KEYS], keys.get(LABEL_KEYS))
+    return {**keys, "document_mask": mask}
 
 
 def id_key(text_id: str) -> int:
@@ -139,24 +140,34 @@ def id_key(text_id: str) -> int:
 def id_keys(examples: Sequence[PairExample]) -> dict[str, torch.Tensor]:
     """`query_keys` [B] and `document_keys` [B*(1+K)] (the pool: B positives, then every hard negative row-major)."""
     pool = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
-    return {
+    keys = {
         QUERY_KEYS: torch.tensor([id_key(e.query_id) for e in examples], dtype=torch.long),
         DOCUMENT_KEYS: torch.tensor([id_key(d) for d in pool], dtype=torch.long),
     }
+    if any(e.label is not None for e in examples):  # unlabelled rows get their own id, so they share no label
+        labels = [f"label:{e.label}" if e.label is not None else f"id:{e.query_id}" for e in examples]
+        keys[LABEL_KEYS] = torch.tensor([id_key(x) for x in labels], dtype=torch.long)
+    return keys
 
 
-def in_batch_mask(query_keys: torch.Tensor, document_keys: torch.Tensor) -> torch.Tensor:
+def in_batch_mask(
+    query_keys: torch.Tensor, document_keys: torch.Tensor, label_keys: torch.Tensor | None = None
+) -> torch.Tensor:
     """[B, P] (P = B*(1+K) pool documents), False where pool document j must not be a negative for query i.
 
     Query i's known relevant documents are the positives (the first B pool entries) of every example with its query
     id, itself included. A pool document with one of those ids is masked off: the same document as i's positive
     under another copy (two queries sharing a relevant document, or a mined negative that is another query's
-    positive), or another relevant document of the same query. (i, i) is the target and always True.
+    positive), or another relevant document of the same query. With `label_keys` [B] (classification,
+    clustering), example k's positive is also masked for every query i with k's label: texts sharing a label are
+    never each other's negatives. (i, i) is the target and always True.
     """
     b = query_keys.shape[0]
     same_query = query_keys[:, None] == query_keys[None, :]  # [B, B]
     is_positive_of = document_keys[None, :] == document_keys[:b, None]  # [B, P]: pool j is example k's positive
     known = (same_query.double() @ is_positive_of.double()) > 0  # exact: counts of at most B
     mask = ~known
+    if label_keys is not None:
+        mask[:, :b] &= label_keys[:, None] != label_keys[None, :]
     mask[torch.arange(b), torch.arange(b)] = True
     return mask
