@@ -29,13 +29,20 @@ class Collator:
         query_prompt: str = "",
         document_prompt: str = "",
         prompt_lengths: bool = False,
+        *,
+        text_prompt: str = "",
+        document_max_length: int | None = None,
     ) -> None:
-        if max_length < 1:
-            raise ConfigError(f"max_length must be at least 1, got {max_length}")
+        if max_length < 1 or (document_max_length is not None and document_max_length < 1):
+            raise ConfigError(f"max lengths must be at least 1, got {max_length} and {document_max_length}")
         self.tokenizer, self.max_length = tokenizer, max_length
+        self.document_max_length = document_max_length or max_length  # documents (positives, negatives, candidates)
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        # Distillation texts: no prompt by default, so student and teacher see the same string (a mixture's
+        # texts entry may set its instruction; the teacher still embeds the raw text).
+        self.text_prompt = text_prompt
         self.prompt_lengths = prompt_lengths  # add `prompt_length` [B] so the encoder can leave prompts out of pooling
-        for prompt in (query_prompt, document_prompt):
+        for prompt in (query_prompt, document_prompt, text_prompt):
             if prompt and prompt_length(tokenizer, prompt) >= max_length:
                 raise ConfigError(
                     f"data.max_length={max_length} but the prompt alone takes {prompt_length(tokenizer, prompt)} "
@@ -53,12 +60,12 @@ class Collator:
             prompt_lengths=not getattr(encoder, "include_prompt", True),
         )
 
-    def tokenize(self, texts: Sequence[str], prompt: str = "") -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: Sequence[str], prompt: str = "", max_length: int | None = None) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
             [prompt + t for t in texts],
             padding=True,
             truncation=True,
-            max_length=self.max_length,
+            max_length=max_length or self.max_length,
             return_tensors="pt",
         )
         batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -80,9 +87,8 @@ class Collator:
         return batch
 
     def _texts(self, examples: list[TextExample]) -> Batch:
-        # Distillation texts are raw documents: no prompt, so student and teacher see the same string.
         texts = [e.text for e in examples]
-        return {"query": self.tokenize(texts), "texts": texts}
+        return {"query": self.tokenize(texts, self.text_prompt), "texts": texts}
 
     def _pairs(self, examples: list[PairExample]) -> Batch:
         k = len(examples[0].negatives)
@@ -96,7 +102,7 @@ class Collator:
         docs = [e.positive for e in examples] + [n for e in examples for n in e.negatives]
         return {
             "query": self.tokenize(queries, self.query_prompt),
-            "documents": self.tokenize(docs, self.document_prompt),
+            "documents": self.tokenize(docs, self.document_prompt, self.document_max_length),
             "num_negatives": k,
             **with_mask(id_keys(examples)),
             "texts": queries,
@@ -113,7 +119,7 @@ class Collator:
         candidates = [d for e in examples for d in e.candidates]
         return {
             "query": self.tokenize(queries, self.query_prompt),
-            "candidates": self.tokenize(candidates, self.document_prompt),
+            "candidates": self.tokenize(candidates, self.document_prompt, self.document_max_length),
             "num_candidates": c,
             "teacher_scores": torch.tensor([list(e.scores) for e in examples], dtype=torch.float32),
             # contrastive losses read a list as (positive = candidate 0, negatives = the rest): same pool layout

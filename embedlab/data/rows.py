@@ -42,6 +42,8 @@ STORAGE = {  # kind -> row layout
     "clustering": "labelled",
 }
 
+BATCH_KINDS = {kind: {"text": "text", "scored": "scored"}.get(STORAGE[kind], "pairs") for kind in KINDS}  # data.batch
+
 
 @dataclass(frozen=True)
 class RowSpec:
