@@ -23,8 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from embedlab.config.build import CONF_DIR, encoder_config, eval_settings
 from embedlab.data import get_task
-from embedlab.data.batch import KINDS
 from embedlab.data.arrow import BAD_ROWS
+from embedlab.data.batch import KINDS
 from embedlab.data.lines import read_jsonl
 from embedlab.data.rows import BATCH_KINDS, FORMATS
 from embedlab.data.rows import KINDS as MIXTURE_KINDS
@@ -130,8 +130,10 @@ def check_mixture(cfg: DictConfig, loss: WeightedSum) -> None:
     }
     for key, bad in unsupported.items():
         if bad:
-            raise ConfigError(f"{key}: not supported with data.kind=mixture (heldout 0, an online teacher with "
-                              "teacher.cache=false, no mining, projection.init=random)")  # fmt: skip
+            raise ConfigError(
+                f"{key}: not supported with data.kind=mixture (heldout 0, an online teacher with "
+                "teacher.cache=false, no mining, projection.init=random)"
+            )
     has_teacher = bool(teacher.get("path"))
     provided = {
         e.name: KINDS[BATCH_KINDS[e.kind]].provides | ({"teacher"} if has_teacher and e.kind == "texts" else set())

@@ -42,8 +42,13 @@ def features(storage: str):
     columns = {
         "text": {"id": s, "text": s},
         "pair": {"query_id": s, "query": s, "positive_id": s, "positive": s, "negative_ids": texts, "negatives": texts},
-        "scored": {"query_id": s, "query": s, "candidate_ids": texts, "candidates": texts,
-                   "scores": Sequence(Value("float32"))},  # fmt: skip
+        "scored": {
+            "query_id": s,
+            "query": s,
+            "candidate_ids": texts,
+            "candidates": texts,
+            "scores": Sequence(Value("float64")),
+        },
         "labelled": {"id": s, "text": s, "label": s},
     }[storage]
     return Features({**columns, "length": Value("int32")})  # characters of the query: the length-grouping key
@@ -82,9 +87,13 @@ class ArrowSource:
             return TextExample(r["id"], r["text"])
         if self.storage == "pair":
             return PairExample(
-                r["query_id"], r["query"], r["positive_id"], r["positive"], tuple(r["negative_ids"]),
+                r["query_id"],
+                r["query"],
+                r["positive_id"],
+                r["positive"],
+                tuple(r["negative_ids"]),
                 tuple(r["negatives"]),
-            )  # fmt: skip
+            )
         if self.storage == "scored":
             return ScoredExample(
                 r["query_id"], r["query"], tuple(r["candidate_ids"]), tuple(r["candidates"]), tuple(r["scores"])
@@ -130,7 +139,7 @@ def open_source(
 def _checked(spec: RowSpec, records, on_bad_row: str) -> Iterator[dict]:
     """Rows of every good record; a bad one raises (error) or is counted (skip) — the count is yielded last."""
     bad = 0
-    for rec, rows in row_iter(spec, records):
+    for _, rows in row_iter(spec, records):
         if isinstance(rows, DataFormatError):
             if on_bad_row == "error":
                 raise rows
@@ -151,8 +160,14 @@ def _beir_rows(spec: RowSpec, path: Path) -> Iterator[dict]:
     elif spec.kind == "pairs":
         for e in read_pairs(path, spec.split or "train"):
             ids = (f"{spec.name}:{e.query_id}", f"{spec.name}:{e.positive_id}")
-            yield {"query_id": ids[0], "query": e.query, "positive_id": ids[1], "positive": e.positive,
-                   "negative_ids": [], "negatives": []}  # fmt: skip
+            yield {
+                "query_id": ids[0],
+                "query": e.query,
+                "positive_id": ids[1],
+                "positive": e.positive,
+                "negative_ids": [],
+                "negatives": [],
+            }
     else:
         raise ConfigError(f"data.mixture entry '{spec.name}': format beir reads kind texts or pairs")
     yield {"bad_rows": 0}
@@ -164,8 +179,9 @@ def _build(spec: RowSpec, rows: Iterator[dict], folder: Path, location: str) -> 
     count, bad = 0, 0
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
-        writer = ArrowWriter(features=features(STORAGE[spec.kind]), path=str(tmp / "data.arrow"),
-                             writer_batch_size=1000)  # fmt: skip
+        writer = ArrowWriter(
+            features=features(STORAGE[spec.kind]), path=str(tmp / "data.arrow"), writer_batch_size=1000
+        )
         try:
             for row in rows:
                 if "bad_rows" in row and len(row) == 1:

@@ -60,7 +60,9 @@ class Collator:
             prompt_lengths=not getattr(encoder, "include_prompt", True),
         )
 
-    def tokenize(self, texts: Sequence[str], prompt: str = "", max_length: int | None = None) -> dict[str, torch.Tensor]:
+    def tokenize(
+        self, texts: Sequence[str], prompt: str = "", max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
             [prompt + t for t in texts],
             padding=True,

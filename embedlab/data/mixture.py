@@ -63,9 +63,14 @@ class DatasetStream:
     """One dataset's batches (positions in that dataset) for one epoch, pass after pass, batch j on demand."""
 
     def __init__(
-        self, n: int, lengths: Callable[[np.ndarray], np.ndarray] | None, key: tuple[int, ...], batch_size: int,
-        megabatch_factor: int, drop_last: bool,
-    ) -> None:  # fmt: skip
+        self,
+        n: int,
+        lengths: Callable[[np.ndarray], np.ndarray] | None,
+        key: tuple[int, ...],
+        batch_size: int,
+        megabatch_factor: int,
+        drop_last: bool,
+    ) -> None:
         self.n, self.lengths, self.key, self.batch_size = n, lengths, key, batch_size
         self.factor, self.drop_last = megabatch_factor, drop_last
         self.per_pass = n // batch_size if drop_last else -(-n // batch_size)
@@ -126,7 +131,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
         group_by_length: bool = True,
         drop_last: bool = False,
         megabatch_factor: int = 50,
-        block: int = 1024,
+        block: int = 128,
     ) -> None:
         if batch_size < 1 or megabatch_factor < 1:
             raise ConfigError(f"batch_size and megabatch_factor must be at least 1 ({batch_size}, {megabatch_factor})")
@@ -156,8 +161,9 @@ class MixtureBatchSampler(Sampler[list[int]]):
 
     def _streams(self) -> list[DatasetStream]:
         return [
-            DatasetStream(n, lengths, (self.seed, self.epoch, d), self.batch_size, self.megabatch_factor,
-                          self.drop_last)  # fmt: skip
+            DatasetStream(
+                n, lengths, (self.seed, self.epoch, d), self.batch_size, self.megabatch_factor, self.drop_last
+            )
             for d, (n, lengths) in enumerate(zip(self.sizes, self.lengths, strict=True))
         ]
 

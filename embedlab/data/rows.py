@@ -131,8 +131,10 @@ def _columns(spec: RowSpec, path: Path, line: int, rec: dict) -> list[dict]:
     if spec.kind in ("pairs", "pairs_negatives"):
         anchor = string(path, line, "anchor", rec.get("anchor"))
         positive = string(path, line, "positive", rec.get("positive"))
-        neg_fields = ["negative"] if "negative" in rec else sorted(
-            (k for k in rec if k.startswith("negative_")), key=lambda k: int(k.rsplit("_", 1)[1])
+        neg_fields = (
+            ["negative"]
+            if "negative" in rec
+            else sorted((k for k in rec if k.startswith("negative_")), key=lambda k: int(k.rsplit("_", 1)[1]))
         )
         negatives = [string(path, line, k, rec[k]) for k in neg_fields]
         qid = str(line)

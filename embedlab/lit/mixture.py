@@ -128,8 +128,9 @@ class MixtureDataModule(pl.LightningDataModule):
         world_size = trainer.world_size if trainer is not None else 1
         sampler = self.batch_sampler
         if world_size > 1:  # one global one-dataset batch of batch_size × devices, split by rank
-            sampler = ShardedBatchSampler(self.sampler_for(self.batch_size * world_size, True), trainer.global_rank,
-                                          world_size)  # fmt: skip
+            sampler = ShardedBatchSampler(
+                self.sampler_for(self.batch_size * world_size, True), trainer.global_rank, world_size
+            )
         return ResumableDataLoader(
             MixtureDataset(self.parts, getattr(sampler, "global_sampler", sampler)),
             batch_sampler=sampler,

@@ -98,9 +98,14 @@ def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cach
     teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
     checks.loss.partial = True  # each term on the batches that hold its inputs
     module = EmbeddingModule(
-        student, checks.loss, checks.optim, teacher=teacher, chunk_size=cfg.step.chunk_size, gather=cfg.step.gather,
+        student,
+        checks.loss,
+        checks.optim,
+        teacher=teacher,
+        chunk_size=cfg.step.chunk_size,
+        gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
-    )  # fmt: skip
+    )
     counter = BatchCounter(data.source_names)
     return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
 
