@@ -183,3 +183,16 @@ def test_unknown_kind_or_format_is_a_config_error() -> None:
         RowSpec("x", "triples")
     with pytest.raises(ConfigError, match="format must be one of"):
         RowSpec("x", "pairs", "xml")
+
+
+def test_generated_queries_stream_into_the_pairs_todays_reader_gives(real_data, tmp_path) -> None:
+    from embedlab.data.training import read_query_pairs
+
+    path = real_data / "arguana" / "generated-queries" / "train.jsonl.gz"
+    source = open_source(RowSpec("g", "pairs", "genq"), str(path), cache=tmp_path / "cache")
+    old = read_query_pairs(path)
+    assert len(source) == len(old) == 25844
+    picks = [0, 1, 777, len(old) - 1]
+    for new, before in zip(source.examples(picks), [old[i] for i in picks], strict=True):
+        assert (new.query, new.positive) == (before.query, before.positive)
+        assert (new.query_id, new.positive_id) == (f"g:{before.query_id}", f"g:{before.positive_id}")

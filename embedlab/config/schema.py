@@ -134,7 +134,9 @@ class MixtureEntryConfig:
     name: str = MISSING  # unique within the mixture; ids become "<name>:<id>", logs count batches by it
     kind: str = MISSING  # texts | pairs | pairs_negatives | scored | sts | classification | clustering
     path: str = MISSING  # file or folder of shards (relative to data.root), or hub:<owner>/<name> (online)
-    format: str = "jsonl"  # jsonl (embedlab's records) | flag (FlagEmbedding) | st (sentence-transformers) | beir
+    format: str = (
+        "jsonl"  # jsonl (embedlab's records) | flag (FlagEmbedding) | st (sentence-transformers) | genq | beir
+    )
     split: str | None = None  # keep records whose "split" field is this (beir: the qrels split; hub: the split)
     subset: str | None = None  # hub dataset configuration name
     instruction: str | None = None  # the query (or text) instruction; null = the student's query prompt

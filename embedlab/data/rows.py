@@ -15,6 +15,7 @@ Formats (`format` of a mixture entry):
           scored {query_id, query, candidate_ids, candidates, scores} (as embedlab-score writes); sts {sentence1,
           sentence2, score, split?}; classification / clustering {text, label} (clustering may say `cluster`)
   flag    FlagEmbedding's training JSONL: {query, pos: [...], neg: [...], prompt?, pos_scores?, neg_scores?}
+  genq    BEIR's generated-query files: {_id, title, text, query} → (query, passage) pairs, streamed
   st      sentence-transformers' column datasets: (anchor, positive, negative | negative_1, negative_2, ...),
           (sentence1, sentence2, score) or (text, label); JSONL, Parquet or CSV files, or a hub dataset
 """
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedlab.data.beir import corpus_text
 from embedlab.data.lines import string, strings
 from embedlab.errors import ConfigError, DataFormatError
 
 KINDS = ("texts", "pairs", "pairs_negatives", "scored", "sts", "classification", "clustering")
-FORMATS = ("jsonl", "flag", "st", "beir")  # beir: the staged BEIR folders, see embedlab.data.arrow
+FORMATS = ("jsonl", "flag", "genq", "st", "beir")  # beir: the staged BEIR folders, see embedlab.data.arrow
 STORAGE = {  # kind -> row layout
     "texts": "text",
     "pairs": "pair",
@@ -75,7 +77,7 @@ def rows_of(spec: RowSpec, path: Path, line: int, rec: dict[str, Any]) -> list[d
     """The rows of one record; a DataFormatError names the field that is wrong."""
     if spec.split is not None and rec.get("split", spec.split) != spec.split:
         raise Skip
-    reader = {"jsonl": _native, "flag": _flag, "st": _columns}[spec.format]
+    reader = {"jsonl": _native, "flag": _flag, "genq": _genq, "st": _columns}[spec.format]
     return reader(spec, path, line, rec)
 
 
@@ -124,6 +126,17 @@ def _flag(spec: RowSpec, path: Path, line: int, rec: dict) -> list[dict]:
         return [scored_row(spec, path, line, qid, query, ids, texts, scores)]
     neg_ids = [f"{qid}#neg{i}" for i in range(len(neg))]
     return [pair_row(spec, path, line, qid, query, f"{qid}#pos{i}", p, neg_ids, neg) for i, p in enumerate(pos)]
+
+
+def _genq(spec: RowSpec, path: Path, line: int, rec: dict) -> list[dict]:
+    """As `read_query_pairs`: the passage's id names the positive, so two queries of one passage in a batch are
+    not each other's negatives."""
+    if spec.kind != "pairs":
+        raise ConfigError(f"data.mixture entry '{spec.name}': format genq reads kind pairs")
+    doc_id = string(path, line, "_id", rec.get("_id"))
+    text, query = string(path, line, "text", rec.get("text")), string(path, line, "query", rec.get("query"))
+    title = string(path, line, "title", rec.get("title", ""), empty_ok=True)
+    return [pair_row(spec, path, line, f"{doc_id}#{line}", query, doc_id, corpus_text(title, text), [], [])]
 
 
 def _columns(spec: RowSpec, path: Path, line: int, rec: dict) -> list[dict]:
