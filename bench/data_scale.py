@@ -221,7 +221,8 @@ def main() -> None:
                 "peak_rss_file": max(x["peak"]["RssFile"] for x in results),
                 "vm_hwm": max(x["hwm"] for x in results),
             })  # fmt: skip
-    columns = "N | reader | examples read | build s | open s | examples/s | peak RssAnon MiB | peak RssFile MiB | VmHWM MiB"
+    columns = "N | reader | examples read | build s | open s | examples/s | peak RssAnon MiB | peak RssFile MiB"
+    columns += " | VmHWM MiB"
     print(f"\n| {columns} |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
