@@ -14,10 +14,11 @@ subprocess reading /proc/self/status:
   list    today's readers (`read_query_pairs`, `read_texts`) into Python lists, batched by
           `LengthGroupedBatchSampler` over `IndexedDataset`, at `--list-size` only
 
-Reported per contender: peak RssAnon and RssFile (sampled every 50 batches and at the end), VmHWM, open/read
-seconds, examples/s over the epoch (median of `--repeats`, contenders alternating order). Checked: two arrow runs
-with one seed yield the same examples in the same order (a hash over the ids in order); another seed another
-order; and at `--list-size` both readers hold the same examples (an order-free hash over the ids).
+Reported per contender: peak RssAnon (and how much of it came after the imports: the data's own), peak RssFile
+(sampled every 50 batches and at the end), VmHWM, open/read seconds (imports excluded), examples/s over the epoch
+(median of `--repeats`, contenders alternating order). Checked: two arrow runs with one seed yield the same
+examples in the same order (a hash over the ids in order); another seed another order; and at `--list-size` both
+readers hold the same examples (an order-free hash over the ids).
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ peak = {"RssAnon": 0, "RssFile": 0}
 def sample():
     for k in peak:
         peak[k] = max(peak[k], status()[k])
-base = status()
+from pathlib import Path
+from embedlab.data.arrow import open_source
+from embedlab.data.batching import LengthGroupedBatchSampler
+from embedlab.data.mixture import MixtureBatchSampler
+from embedlab.data.rows import RowSpec
+from embedlab.data.training import example_text, read_query_pairs, read_texts
+from embedlab.lit.datamodule import IndexedDataset
+from embedlab.lit.mixture import MixtureDataset, MixturePart
+base = status()  # after the imports: what follows is the data's own memory
 started = time.perf_counter()
 if kind in ("arrow", "build"):
-    from embedlab.data.arrow import open_source
-    from embedlab.data.mixture import MixtureBatchSampler
-    from embedlab.data.rows import RowSpec
-    from embedlab.lit.mixture import MixtureDataset, MixturePart
     specs = [RowSpec("pairs", "pairs", "genq"), RowSpec("texts_a", "texts"), RowSpec("texts_b", "texts")]
     sources = [open_source(s, files[s.name]) for s in specs]
     if kind == "build":
@@ -71,10 +76,6 @@ if kind in ("arrow", "build"):
     dataset = MixtureDataset([MixturePart(s.spec.name, s, None, None) for s in sources], sampler)
     fetch = dataset.__getitems__
 else:
-    from embedlab.data.batching import LengthGroupedBatchSampler
-    from embedlab.data.training import example_text, read_query_pairs, read_texts
-    from embedlab.lit.datamodule import IndexedDataset
-    from pathlib import Path
     examples = list(read_query_pairs(Path(files["pairs"])))
     sizes = [len(examples)]
     for name in ("texts_a", "texts_b"):
@@ -218,18 +219,20 @@ def main() -> None:
                 "build_s": build["seconds"] if kind == "arrow" else None,
                 "examples_per_s": rate,
                 "peak_rss_anon": max(x["peak"]["RssAnon"] for x in results),
+                "anon_growth": max(x["peak"]["RssAnon"] - x["base"]["RssAnon"] for x in results),
                 "peak_rss_file": max(x["peak"]["RssFile"] for x in results),
                 "vm_hwm": max(x["hwm"] for x in results),
             })  # fmt: skip
-    columns = "N | reader | examples read | build s | open s | examples/s | peak RssAnon MiB | peak RssFile MiB"
+    columns = "N | reader | examples read | build s | open s | examples/s | peak RssAnon MiB | of which data MiB"
+    columns += " | peak RssFile MiB"
     columns += " | VmHWM MiB"
     print(f"\n| {columns} |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         build = f"{r['build_s']:.1f}" if r["build_s"] is not None else "–"
         print(f"| {r['N']:,} | {r['reader']} | {r['examples']:,} | {build} | {r['open_s']:.1f} | "
-              f"{r['examples_per_s']:,.0f} | {mib(r['peak_rss_anon'])} | {mib(r['peak_rss_file'])} | "
-              f"{mib(r['vm_hwm'])} |")  # fmt: skip
+              f"{r['examples_per_s']:,.0f} | {mib(r['peak_rss_anon'])} | {mib(r['anon_growth'])} | "
+              f"{mib(r['peak_rss_file'])} | {mib(r['vm_hwm'])} |")  # fmt: skip
     print()
     for line in checks:
         print(line)
