@@ -101,7 +101,7 @@ def test_resumes_mid_epoch_where_it_stopped(done: int) -> None:
     for _ in range(done):
         next(it)
     state = s.state_dict()
-    assert state == {"epoch": 0, "batches": done}
+    assert state == {"epoch": 0, "batches": done, "batch_size": 8}
     resumed = sampler(weights=weights)
     resumed.load_state_dict(state)
     assert list(resumed) == full[done:]
@@ -113,3 +113,22 @@ def test_bad_settings_are_one_clear_error() -> None:
         sampler(weights=[1.0, 0.0, 1.0])
     with pytest.raises(ConfigError, match="at least batch_size"):
         MixtureBatchSampler([5, 100], 8, drop_last=True)
+
+
+def test_each_rank_reads_its_own_slice_of_every_global_batch() -> None:
+    from embedlab.data.batching import ShardedBatchSampler
+
+    full = list(MixtureBatchSampler(SIZES, 16, drop_last=True, seed=3))  # the global batches of 2 devices × 8
+    ranks = [list(ShardedBatchSampler(MixtureBatchSampler(SIZES, 16, drop_last=True, seed=3), r, 2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(full)
+    for a, b, whole in zip(*ranks, full, strict=True):
+        assert a + b == whole and len(a) == len(b) == 8 and not set(a) & set(b)
+    seen = [r for rank in ranks for batch in rank for r in batch]
+    assert len(seen) == len(set(seen))  # no example twice in the epoch, across ranks
+
+
+def test_resuming_with_another_global_batch_is_refused() -> None:
+    two_devices = MixtureBatchSampler(SIZES, 16, drop_last=True, seed=3)
+    next(iter(two_devices))
+    with pytest.raises(ConfigError, match="resume on as many devices"):
+        MixtureBatchSampler(SIZES, 8, drop_last=True, seed=3).load_state_dict(two_devices.state_dict())

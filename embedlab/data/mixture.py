@@ -202,9 +202,15 @@ class MixtureBatchSampler(Sampler[list[int]]):
                 step += 1
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches": self._yielded}
+        return {"epoch": self.epoch, "batches": self._yielded, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        saved = int(state.get("batch_size", self.batch_size))
+        if saved != self.batch_size:  # another world size: another schedule, the position would mean other batches
+            raise ConfigError(
+                f"resume: the checkpoint's global batch held {saved} examples, this run's {self.batch_size} "
+                "(data.batch_size × devices): resume on as many devices as the run started with"
+            )
         self.set_epoch(state["epoch"])
         self._resume = (int(state["epoch"]), int(state["batches"]))
 
