@@ -165,17 +165,22 @@ def test_sentence_transformers_columns_from_stsb_as_parquet_and_csv(real_data, t
 
 def test_same_label_rows_are_never_each_others_negatives(tmp_path, tok) -> None:
     rows = [{"text": f"text {i}", "label": ["sport", "science", "music"][i % 3]} for i in range(9)]
-    source = open_source(RowSpec("cls", "classification"), str(write_jsonl(tmp_path / "c.jsonl", rows)),
-                         cache=tmp_path / "cache")  # fmt: skip
-    examples = source.examples(range(6))
-    assert examples[0].positive == "sport" and examples[0].label == "sport"
-    batch = Collator(tok, 16)(list(enumerate(examples)))
-    labels = [e.label for e in examples]
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    classes = open_source(RowSpec("cls", "classification"), str(path), cache=tmp_path / "cache")
+    assert classes.examples([0])[0].positive == "sport" and classes.examples([0])[0].label == "sport"
+    # clustering: another text of the cluster is the positive, so only the label mask keeps the cluster's other
+    # texts (distinct documents) from being negatives
+    clusters = open_source(RowSpec("clu", "clustering"), str(path), cache=tmp_path / "cache")
+    examples = clusters.examples(range(9))
+    assert [e.positive for e in examples] == [f"text {(i + 3) % 9}" for i in range(9)]  # next in its cluster
+    assert sorted(e.positive_id for e in examples) == sorted(e.query_id for e in examples)  # each text once
+    batch = Collator(tok, 16)(list(enumerate(examples[:6])))
+    labels = [e.label for e in examples[:6]]
     expected = torch.tensor([[i == j or labels[i] != labels[j] for j in range(6)] for i in range(6)])
     assert torch.equal(batch["document_mask"], expected)
-    # without labels only duplicate documents are masked: distinct pairs are all each other's negatives
-    pairs = [PairExample(f"q{i}", f"t{i}", f"d{i}", f"doc {i}") for i in range(6)]
-    assert bool(Collator(tok, 16)(list(enumerate(pairs)))["document_mask"].all())
+    # without labels the same pairs are all each other's negatives: the mask above is the labels' doing
+    unlabelled = [PairExample(e.query_id, e.query, e.positive_id, e.positive) for e in examples[:6]]
+    assert bool(Collator(tok, 16)(list(enumerate(unlabelled)))["document_mask"].all())
 
 
 def test_unknown_kind_or_format_is_a_config_error() -> None:

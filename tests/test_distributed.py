@@ -1,5 +1,5 @@
 """Data parallelism on CPU: two gloo processes through Lightning's DDP, with cross-device negatives (and GradCache,
-and a mixture's classification dataset with its same-label mask), give the loss and the gradients of one process on
+and a mixture's clustering dataset with its same-label mask), give the loss and the gradients of one process on
 the whole batch; the sharded batch sampler; FSDP on CPU.
 
 Tolerance: gradients within 1e-6 absolute / 1e-5 relative (float32; DDP averages two partial sums)."""
@@ -56,16 +56,17 @@ def examples() -> list[PairExample]:
 
 
 def labelled_mixture(tok, folder: Path, batch_size: int):
-    """A classification dataset of the 16 texts under 4 labels (rows sharing a label land on both devices: the
-    same-label mask must be rebuilt across them), read through an Arrow source."""
+    """A clustering dataset of the 16 texts in 4 clusters, read through an Arrow source: a text's positive is another
+    text of its cluster, and rows of a cluster land on both devices, so the same-label mask must be rebuilt across
+    them (without it the two processes' loss would differ from one process's)."""
     from embedlab.data.arrow import open_source
     from embedlab.data.rows import RowSpec
     from embedlab.lit.mixture import MixtureDataModule, MixturePart
 
     path = folder / "labelled.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": "abcd"[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    source = open_source(RowSpec("cls", "classification"), str(path), cache=folder / "cache")
-    return MixtureDataModule([MixturePart("cls", source, Collator(tok, 32), None)], batch_size=batch_size, seed=3)
+    source = open_source(RowSpec("clu", "clustering"), str(path), cache=folder / "cache")
+    return MixtureDataModule([MixturePart("clu", source, Collator(tok, 32), None)], batch_size=batch_size, seed=3)
 
 
 def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | None, mixture: bool = False) -> None:

@@ -29,7 +29,7 @@ from embedlab.io import atomic_path, fingerprint
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1  # bump when a row layout changes: old cache entries are then never read
+LAYOUT_VERSION = 2  # bump when a row layout changes: old cache entries are then never read
 HUB_PREFIX = "hub:"  # `path: hub:<owner>/<name>` names a hub dataset (streamed once, online)
 BAD_ROWS = ("error", "skip")
 SHOWN = 5  # malformed rows named one by one in the log under on_bad_row=skip; the rest are counted
@@ -68,6 +68,8 @@ class ArrowSource:
         self.meta = json.loads((folder / "meta.json").read_text())
         self.dataset = Dataset.from_file(str(folder / "data.arrow"))  # memory-mapped, nothing read yet
         self.storage = STORAGE[spec.kind]
+        partner = folder / "partner.npy"  # clustering: each row's positive, another row of its cluster
+        self.partner = np.load(partner, mmap_mode="r") if partner.is_file() else None
 
     def __len__(self) -> int:
         return self.dataset.num_rows
@@ -78,9 +80,22 @@ class ArrowSource:
         return column.take(np.asarray(positions, dtype=np.int64)).to_numpy().astype(np.int64)
 
     def examples(self, positions: Sequence[int]) -> list[Example]:
-        columns = self.dataset[list(map(int, positions))]
-        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        return [self._example(r) for r in rows]
+        rows = self._rows(positions)
+        if self.partner is None:
+            return [self._example(r) for r in rows]
+        partners = self._rows(self.partner[np.asarray(positions, dtype=np.int64)])
+        return [self._clustered(r, p) for r, p in zip(rows, partners, strict=True)]
+
+    def _rows(self, positions) -> list[dict[str, Any]]:
+        columns = self.dataset[[int(p) for p in positions]]
+        return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+    def _clustered(self, r: dict[str, Any], partner: dict[str, Any]) -> Example:
+        """Clustering: another text of the cluster is the positive (a cluster's id is often no text at all); texts
+        of one cluster are never each other's negatives (the label mask). A cluster of one: its name."""
+        if partner["id"] == r["id"]:
+            return self._example(r)
+        return PairExample(r["id"], r["text"], partner["id"], partner["text"], label=r["label"])
 
     def _example(self, r: dict[str, Any]) -> Example:
         if self.storage == "text":
@@ -98,7 +113,7 @@ class ArrowSource:
             return ScoredExample(
                 r["query_id"], r["query"], tuple(r["candidate_ids"]), tuple(r["candidates"]), tuple(r["scores"])
             )
-        # classification / clustering: the label's name is the positive; same-label rows are masked (collate)
+        # classification: the label's name is the positive; same-label rows are masked (collate)
         label_id = f"{self.spec.name}:label:{r['label']}"
         return PairExample(r["id"], r["text"], label_id, r["label"], label=r["label"])
 
@@ -173,6 +188,25 @@ def _beir_rows(spec: RowSpec, path: Path) -> Iterator[dict]:
     yield {"bad_rows": 0}
 
 
+def cluster_partners(arrow_file: Path) -> np.ndarray:
+    """Row k's partner: the next row of its cluster in file order (the last one wraps to the first), so every row
+    is some row's positive. Computed once at build time (one integer per row); read memory-mapped afterwards."""
+    import pyarrow.compute as pc
+    from datasets import Dataset
+
+    labels = Dataset.from_file(str(arrow_file)).data.column("label").combine_chunks()
+    codes = pc.dictionary_encode(labels).indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    n, ranks = len(order), np.arange(len(order))
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    start_of, end_of = np.repeat(starts, sizes), np.repeat(starts + sizes, sizes)
+    nxt = np.where(ranks + 1 < end_of, ranks + 1, start_of)
+    partner = np.empty(n, dtype=np.int64)
+    partner[order] = order[nxt]
+    return partner
+
+
 def _build(spec: RowSpec, rows: Iterator[dict], folder: Path, location: str) -> None:
     from datasets.arrow_writer import ArrowWriter
 
@@ -192,6 +226,8 @@ def _build(spec: RowSpec, rows: Iterator[dict], folder: Path, location: str) -> 
             writer.finalize()
         finally:
             writer.close()
+        if spec.kind == "clustering" and count:
+            np.save(tmp / "partner.npy", cluster_partners(tmp / "data.arrow"))
         if not count:
             raise ConfigError(f"data.mixture entry '{spec.name}': no rows in {location} ({bad} malformed)")
         meta = {"name": spec.name, "source": location, "rows": count, "bad_rows": bad, "spec": asdict(spec)}

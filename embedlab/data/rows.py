@@ -8,7 +8,9 @@ Kinds and the row each is stored as (the `Example` it becomes in a batch, see `e
   texts                         text row      {id, text}                      → TextExample (distillation)
   pairs, pairs_negatives, sts   pair row      {query_id, query, positive_id, positive, negative_ids, negatives}
   scored                        scored row    {query_id, query, candidate_ids, candidates, scores}
-  classification, clustering    labelled row  {id, text, label}               → query = text, positive = label
+  classification, clustering    labelled row  {id, text, label}               → query = text, positive = the label's
+                                                                                name (classification) or another
+                                                                                text of the cluster (clustering)
 
 Formats (`format` of a mixture entry):
   jsonl   embedlab's own records: texts {id?, text}; pairs {query, positive, negatives?, query_id?, positive_id?};
