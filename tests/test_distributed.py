@@ -1,5 +1,6 @@
-"""Data parallelism on CPU: two gloo processes through Lightning's DDP, with cross-device negatives (and GradCache),
-give the loss and the gradients of one process on the whole batch; the sharded batch sampler; FSDP on CPU.
+"""Data parallelism on CPU: two gloo processes through Lightning's DDP, with cross-device negatives (and GradCache,
+and a mixture's clustering dataset with its same-label mask), give the loss and the gradients of one process on
+the whole batch; the sharded batch sampler; FSDP on CPU.
 
 Tolerance: gradients within 1e-6 absolute / 1e-5 relative (float32; DDP averages two partial sums)."""
 
@@ -54,7 +55,21 @@ def examples() -> list[PairExample]:
     return out
 
 
-def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | None) -> None:
+def labelled_mixture(tok, folder: Path, batch_size: int):
+    """A clustering dataset of the 16 texts in 4 clusters, read through an Arrow source: a text's positive is another
+    text of its cluster, and rows of a cluster land on both devices, so the same-label mask must be rebuilt across
+    them (without it the two processes' loss would differ from one process's)."""
+    from embedlab.data.arrow import open_source
+    from embedlab.data.rows import RowSpec
+    from embedlab.lit.mixture import MixtureDataModule, MixturePart
+
+    path = folder / "labelled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": "abcd"[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
+    source = open_source(RowSpec("clu", "clustering"), str(path), cache=folder / "cache")
+    return MixtureDataModule([MixturePart("clu", source, Collator(tok, 32), None)], batch_size=batch_size, seed=3)
+
+
+def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | None, mixture: bool = False) -> None:
     folder.mkdir()
     module = EmbeddingModule(
         tiny_encoder(tok),
@@ -62,7 +77,10 @@ def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | N
         OptimConfig(),
         chunk_size=chunk_size,
     )
-    dm = EmbeddingDataModule(examples(), Collator(tok, 32), batch_size=batch_size, seed=3, drop_last=True)
+    if mixture:
+        dm = labelled_mixture(tok, folder, batch_size)
+    else:
+        dm = EmbeddingDataModule(examples(), Collator(tok, 32), batch_size=batch_size, seed=3, drop_last=True)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -77,10 +95,10 @@ def run(tok, folder: Path, *, devices: int, batch_size: int, chunk_size: int | N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chunk_size", [None, 3])
-def test_two_process_ddp_with_gathered_negatives_equals_one_process(tok, tmp_path: Path, chunk_size) -> None:
-    run(tok, tmp_path / "one", devices=1, batch_size=8, chunk_size=None)
-    run(tok, tmp_path / "two", devices=2, batch_size=4, chunk_size=chunk_size)
+@pytest.mark.parametrize(("chunk_size", "mixture"), [(None, False), (3, False), (None, True)])
+def test_two_process_ddp_with_gathered_negatives_equals_one_process(tok, tmp_path: Path, chunk_size, mixture) -> None:
+    run(tok, tmp_path / "one", devices=1, batch_size=8, chunk_size=None, mixture=mixture)
+    run(tok, tmp_path / "two", devices=2, batch_size=4, chunk_size=chunk_size, mixture=mixture)
     expected = load_file(tmp_path / "one" / "grads0.safetensors")
     ranks = [load_file(tmp_path / "two" / f"grads{r}.safetensors") for r in (0, 1)]
     assert len(expected) > 10 and ranks[0].keys() == expected.keys()

@@ -5,7 +5,9 @@ through the embedding cache, STSb evaluation every 4 steps, 3 epochs of 6 batche
   SIGKILL after step 11 → newest checkpoint (10) corrupted → resume falls back to step 5 (mid-epoch 0)
      → SIGTERM after step 12 (the end of epoch 1: checkpoint saved, exit 143) → resume from 12 → finish
 
-must end bit-identical to the reference: metrics.json, the exported weights, the manifest's student fingerprint."""
+must end bit-identical to the reference: metrics.json, the exported weights, the manifest's student fingerprint.
+The same chain runs on a mixture (data.mixture: a texts dataset for LEAF against an online teacher, a pairs dataset
+for InfoNCE; 3 + 3 one-dataset batches per epoch), whose batches per dataset must match too."""
 
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ KILLER = Path(__file__).with_name("kill_at_step.py")
 TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def overrides(tmp_path_factory, tok) -> list[str]:
+@pytest.fixture(scope="module", params=["texts", "mixture"])
+def overrides(request, tmp_path_factory, tok) -> list[str]:
     root = tmp_path_factory.mktemp("resume_models")
     for name, seed in (("student", 0), ("teacher", 1)):
         torch.manual_seed(seed)
@@ -38,14 +40,31 @@ def overrides(tmp_path_factory, tok) -> list[str]:
     texts = root / "texts.jsonl"
     texts.write_text("".join(json.dumps({"id": f"d{i}", "text": f"{i} on {topics[i % 6]} {'and more ' * (i % 5)}"})
                              + "\n" for i in range(28)))  # fmt: skip
+    if request.param == "texts":
+        data = [
+            "data=leaf_texts",
+            f"data.sources=[{{name: t, type: jsonl, path: {texts}}}]",
+            "data.heldout=4",  # 24 texts in training: 6 batches of 4 per epoch
+            "loss=leaf",
+        ]
+    else:
+        pairs = root / "pairs.jsonl"
+        pairs.write_text("".join(json.dumps({"query": f"what about {topics[i % 6]} {i}", "positive": f"{i} on "
+                                 f"{topics[i % 6]}"}) + "\n" for i in range(13)))  # fmt: skip
+        data = [  # 13 texts and 13 pairs, drop_last: 3 + 3 batches of 4 per epoch
+            "data=mixture_offline",
+            f"data.mixture=[{{name: t, kind: texts, path: {texts}, weight: 1}}, "
+            f"{{name: p, kind: pairs, path: {pairs}, instruction: 'query: ', weight: 1}}]",
+            "data.drop_last=true",
+            "loss=[infonce,leaf]",
+            "teacher.cache=false",
+        ]
+        texts.write_text("".join(texts.read_text().splitlines(keepends=True)[:13]))
     return [
         f"model.path={root / 'student'}",
-        "data=leaf_texts",
-        f"data.sources=[{{name: t, type: jsonl, path: {texts}}}]",
-        "data.heldout=4",  # 24 texts in training: 6 batches of 4 per epoch
+        *data,
         "data.batch_size=4",
         "data.max_length=32",
-        "loss=leaf",
         "teacher=mpnet",
         f"teacher.path={root / 'teacher'}",
         "teacher.precision=fp32",
@@ -105,3 +124,7 @@ def test_killed_twice_and_resumed_ends_identical(overrides, env, tmp_path) -> No
     assert manifests[0]["models"]["student"] == manifests[1]["models"]["student"]
     assert manifests[0]["summary"]["steps"] == manifests[1]["summary"]["steps"] == 18
     assert not checkpoints.exists() and not (ref_dir / "checkpoints").exists()  # removed once the run finished
+    counts = [m["summary"].get("batches_per_dataset") for m in manifests]
+    assert counts[0] == counts[1]
+    if counts[0] is not None:  # the mixture: 3 + 3 batches per epoch, 3 epochs
+        assert counts[0] == {"t": 9, "p": 9}

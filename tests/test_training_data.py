@@ -197,7 +197,8 @@ def test_collate_scored_and_errors(tokenizer) -> None:
     with pytest.raises(ConfigError, match="mixes"):
         collate([(0, ex[0]), (1, TextExample("t", "text"))])
     enc = SimpleNamespace(tokenizer=tokenizer, max_length=7, query_prompt="q: ", document_prompt="d: ")
-    assert vars(Collator.for_encoder(enc)) == {**vars(enc), "prompt_lengths": False}  # no include_prompt: pooled
+    defaults = {"prompt_lengths": False, "document_max_length": 7, "text_prompt": ""}  # no include_prompt: pooled
+    assert vars(Collator.for_encoder(enc)) == {**vars(enc), **defaults}
 
 
 # ------------------------------------------------------------------------------------------------ data module

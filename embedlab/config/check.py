@@ -23,8 +23,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from embedlab.config.build import CONF_DIR, encoder_config, eval_settings
 from embedlab.data import get_task
+from embedlab.data.arrow import BAD_ROWS
 from embedlab.data.batch import KINDS
 from embedlab.data.lines import read_jsonl
+from embedlab.data.rows import BATCH_KINDS, FORMATS
+from embedlab.data.rows import KINDS as MIXTURE_KINDS
 from embedlab.errors import ConfigError, ModelNotFoundError
 from embedlab.eval.runner import EvalSettings
 from embedlab.hub import resolve_model
@@ -38,7 +41,8 @@ from embedlab.scoring.combine import NORMALIZATIONS
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 CHOICES = {
-    "data.kind": tuple(KINDS),
+    "data.kind": (*KINDS, "mixture"),
+    "data.on_bad_row": BAD_ROWS,
     "logger.kind": ("wandb", "csv"),
     "projection.init": ("random", "ridge"),
     "nonfinite": ("stop", "skip"),
@@ -94,6 +98,8 @@ def check_train_config(cfg: DictConfig) -> TrainChecks:
 def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
     """Each loss term's inputs must be in the batches the configured data (and teacher) produce."""
     teacher = cfg.teacher
+    if cfg.data.kind == "mixture":
+        return check_mixture(cfg, loss)
     kind = "scored" if cfg.get("teacher_scores") and cfg.teacher_scores.get("teachers") else cfg.data.kind
     provided = KINDS[kind].provides | ({"teacher"} if teacher.get("path") or teacher.get("file") else set())
     for name, term in loss.terms.items():
@@ -101,6 +107,44 @@ def check_loss_fits_data(cfg: DictConfig, loss: WeightedSum) -> None:
         if lacking:
             fix = "configure teacher=... (or teacher.file=...)" if lacking == ["teacher"] else "change data or loss"
             raise ConfigError(f"loss.{name} needs {lacking}, which data.kind={kind} does not provide: {fix}")
+
+
+def check_mixture(cfg: DictConfig, loss: WeightedSum) -> None:
+    """data.mixture: known kinds and formats, unique names; every loss term fed by some entry and every entry
+    feeding some term (the teacher's targets are for texts entries); what a mixture does not support yet."""
+    entries, teacher = cfg.data.mixture, cfg.teacher
+    if not entries:
+        raise ConfigError("data.mixture is empty: list at least one dataset")
+    names = [e.name for e in entries]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"data.mixture names must be unique: {names}")
+    for i, e in enumerate(entries):
+        if e.kind not in MIXTURE_KINDS or e.format not in FORMATS:
+            raise ConfigError(f"data.mixture.{i} ({e.name}): kind in {MIXTURE_KINDS}, format in {FORMATS}")
+    unsupported = {
+        "data.heldout": cfg.data.heldout != 0,
+        "teacher.file": bool(teacher.get("file")),
+        "teacher.cache": bool(teacher.get("path")) and teacher.get("cache", True),
+        "projection.init=ridge": cfg.projection.init == "ridge",
+        "mining": bool(cfg.get("mining") and cfg.mining.get("enabled", False)),
+    }
+    for key, bad in unsupported.items():
+        if bad:
+            raise ConfigError(
+                f"{key}: not supported with data.kind=mixture (heldout 0, an online teacher with "
+                "teacher.cache=false, no mining, projection.init=random)"
+            )
+    has_teacher = bool(teacher.get("path"))
+    provided = {
+        e.name: KINDS[BATCH_KINDS[e.kind]].provides | ({"teacher"} if has_teacher and e.kind == "texts" else set())
+        for e in entries
+    }
+    for name, term in loss.terms.items():
+        if not any(term.requires <= p for p in provided.values()):
+            raise ConfigError(f"loss.{name} needs {sorted(term.requires)}, which no data.mixture entry provides")
+    for entry, p in provided.items():
+        if not any(term.requires <= p for term in loss.terms.values()):
+            raise ConfigError(f"data.mixture entry '{entry}' feeds no loss term ({list(loss.terms)}): add a loss")
 
 
 def check_sizes(cfg: DictConfig, loss: WeightedSum) -> None:

@@ -129,6 +129,43 @@ class LoggerConfig:
 
 
 @dataclass
+class MixtureEntryConfig:
+    """One dataset of `data.mixture` (embedlab/data/rows.py lists the kinds and formats)."""
+
+    name: str = MISSING  # unique within the mixture; ids become "<name>:<id>", logs count batches by it
+    kind: str = MISSING  # texts | pairs | pairs_negatives | scored | sts | classification | clustering
+    path: str = MISSING  # file or folder of shards (relative to data.root), or hub:<owner>/<name> (online)
+    format: str = (
+        "jsonl"  # jsonl (embedlab's records) | flag (FlagEmbedding) | st (sentence-transformers) | genq | beir
+    )
+    split: str | None = None  # keep records whose "split" field is this (beir: the qrels split; hub: the split)
+    subset: str | None = None  # hub dataset configuration name
+    instruction: str | None = None  # the query (or text) instruction; null = the student's query prompt
+    document_instruction: str | None = None  # the documents' instruction; null = the student's document prompt
+    max_length: int | None = None  # query tokens; null = data.max_length
+    document_max_length: int | None = None  # document tokens; null = max_length
+    weight: float | None = None  # sampling weight; null on every entry = size-proportional (data.temperature)
+    num_negatives: int = 0  # pairs_negatives: hard negatives per row; scored: candidates per list minus one
+    min_score: float | None = None  # sts: pairs scored below this (the file's scale) are not positives, left out
+
+
+@dataclass
+class MixtureDataConfig:
+    """data=mixture_*: several datasets, one per batch (embedlab/data/mixture.py, embedlab/lit/mixture.py)."""
+
+    kind: str = "mixture"  # the data module: mixture
+    mixture: list[MixtureEntryConfig] = field(default_factory=list)  # the datasets
+    root: str | None = None  # data root; null = $EMBEDLAB_DATA, then ../shared/data, then ~/.cache/embedlab/data
+    temperature: float = 1.0  # with no weights: sample dataset d ∝ size_d^(1/temperature) (1 = one pass each)
+    on_bad_row: str = "error"  # a malformed row: error (file, line, field) | skip (counted and logged)
+    batch_size: int = 32  # examples per optimizer step (per device)
+    max_length: int = 256  # student tokens per text unless an entry says otherwise
+    group_by_length: bool = True  # batch similar lengths together (less padding)
+    drop_last: bool = True  # drop each dataset's short last batch (keeps in-batch negatives comparable)
+    heldout: int = 0  # held-out examples: must be 0 for a mixture
+
+
+@dataclass
 class TrainConfig:
     """conf/train.yaml's schema. The groups (model, teacher, trainer) carry their own schemas."""
 
@@ -169,6 +206,7 @@ def register() -> None:
     for group, node in GROUP_SCHEMAS.items():
         cs.store(group=group, name=SCHEMA, node=node)
     cs.store(group="teacher", name="file_schema", node=TeacherFileConfig)
+    cs.store(group="data", name="mixture_schema", node=MixtureDataConfig)
 
 
 register()

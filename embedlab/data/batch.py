@@ -13,6 +13,7 @@ from embedlab.data.training import Example, PairExample, ScoredExample, TextExam
 from embedlab.errors import ConfigError
 
 QUERY_KEYS, DOCUMENT_KEYS = "query_keys", "document_keys"  # 63-bit id keys: the in-batch mask is a function of them
+LABEL_KEYS = "label_keys"  # classification / clustering batches: rows with equal keys are never each other's negatives
 
 
 @dataclass(frozen=True)

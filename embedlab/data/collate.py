@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from embedlab.data.batch import DOCUMENT_KEYS, QUERY_KEYS, batch_kind
+from embedlab.data.batch import DOCUMENT_KEYS, LABEL_KEYS, QUERY_KEYS, batch_kind
 from embedlab.data.tokens import prompt_length
 from embedlab.data.training import Example, PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
@@ -29,13 +29,20 @@ class Collator:
         query_prompt: str = "",
         document_prompt: str = "",
         prompt_lengths: bool = False,
+        *,
+        text_prompt: str = "",
+        document_max_length: int | None = None,
     ) -> None:
-        if max_length < 1:
-            raise ConfigError(f"max_length must be at least 1, got {max_length}")
+        if max_length < 1 or (document_max_length is not None and document_max_length < 1):
+            raise ConfigError(f"max lengths must be at least 1, got {max_length} and {document_max_length}")
         self.tokenizer, self.max_length = tokenizer, max_length
+        self.document_max_length = document_max_length or max_length  # documents (positives, negatives, candidates)
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        # Distillation texts: no prompt by default, so student and teacher see the same string (a mixture's
+        # texts entry may set its instruction; the teacher still embeds the raw text).
+        self.text_prompt = text_prompt
         self.prompt_lengths = prompt_lengths  # add `prompt_length` [B] so the encoder can leave prompts out of pooling
-        for prompt in (query_prompt, document_prompt):
+        for prompt in (query_prompt, document_prompt, text_prompt):
             if prompt and prompt_length(tokenizer, prompt) >= max_length:
                 raise ConfigError(
                     f"data.max_length={max_length} but the prompt alone takes {prompt_length(tokenizer, prompt)} "
@@ -53,12 +60,14 @@ class Collator:
             prompt_lengths=not getattr(encoder, "include_prompt", True),
         )
 
-    def tokenize(self, texts: Sequence[str], prompt: str = "") -> dict[str, torch.Tensor]:
+    def tokenize(
+        self, texts: Sequence[str], prompt: str = "", max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
             [prompt + t for t in texts],
             padding=True,
             truncation=True,
-            max_length=self.max_length,
+            max_length=max_length or self.max_length,
             return_tensors="pt",
         )
         batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -80,9 +89,8 @@ class Collator:
         return batch
 
     def _texts(self, examples: list[TextExample]) -> Batch:
-        # Distillation texts are raw documents: no prompt, so student and teacher see the same string.
         texts = [e.text for e in examples]
-        return {"query": self.tokenize(texts), "texts": texts}
+        return {"query": self.tokenize(texts, self.text_prompt), "texts": texts}
 
     def _pairs(self, examples: list[PairExample]) -> Batch:
         k = len(examples[0].negatives)
@@ -96,7 +104,7 @@ class Collator:
         docs = [e.positive for e in examples] + [n for e in examples for n in e.negatives]
         return {
             "query": self.tokenize(queries, self.query_prompt),
-            "documents": self.tokenize(docs, self.document_prompt),
+            "documents": self.tokenize(docs, self.document_prompt, self.document_max_length),
             "num_negatives": k,
             **with_mask(id_keys(examples)),
             "texts": queries,
@@ -113,7 +121,7 @@ class Collator:
         candidates = [d for e in examples for d in e.candidates]
         return {
             "query": self.tokenize(queries, self.query_prompt),
-            "candidates": self.tokenize(candidates, self.document_prompt),
+            "candidates": self.tokenize(candidates, self.document_prompt, self.document_max_length),
             "num_candidates": c,
             "teacher_scores": torch.tensor([list(e.scores) for e in examples], dtype=torch.float32),
             # contrastive losses read a list as (positive = candidate 0, negatives = the rest): same pool layout
@@ -128,7 +136,8 @@ def as_pair(e: ScoredExample) -> PairExample:
 
 
 def with_mask(keys: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {**keys, "document_mask": in_batch_mask(keys[QUERY_KEYS], keys[DOCUMENT_KEYS])}
+    mask = in_batch_mask(keys[QUERY_KEYS], keys[DOCUMENT_KEYS], keys.get(LABEL_KEYS))
+    return {**keys, "document_mask": mask}
 
 
 def id_key(text_id: str) -> int:
@@ -139,24 +148,34 @@ def id_key(text_id: str) -> int:
 def id_keys(examples: Sequence[PairExample]) -> dict[str, torch.Tensor]:
     """`query_keys` [B] and `document_keys` [B*(1+K)] (the pool: B positives, then every hard negative row-major)."""
     pool = [e.positive_id for e in examples] + [n for e in examples for n in e.negative_ids]
-    return {
+    keys = {
         QUERY_KEYS: torch.tensor([id_key(e.query_id) for e in examples], dtype=torch.long),
         DOCUMENT_KEYS: torch.tensor([id_key(d) for d in pool], dtype=torch.long),
     }
+    if any(e.label is not None for e in examples):  # unlabelled rows get their own id, so they share no label
+        labels = [f"label:{e.label}" if e.label is not None else f"id:{e.query_id}" for e in examples]
+        keys[LABEL_KEYS] = torch.tensor([id_key(x) for x in labels], dtype=torch.long)
+    return keys
 
 
-def in_batch_mask(query_keys: torch.Tensor, document_keys: torch.Tensor) -> torch.Tensor:
+def in_batch_mask(
+    query_keys: torch.Tensor, document_keys: torch.Tensor, label_keys: torch.Tensor | None = None
+) -> torch.Tensor:
     """[B, P] (P = B*(1+K) pool documents), False where pool document j must not be a negative for query i.
 
     Query i's known relevant documents are the positives (the first B pool entries) of every example with its query
     id, itself included. A pool document with one of those ids is masked off: the same document as i's positive
     under another copy (two queries sharing a relevant document, or a mined negative that is another query's
-    positive), or another relevant document of the same query. (i, i) is the target and always True.
+    positive), or another relevant document of the same query. With `label_keys` [B] (classification,
+    clustering), example k's positive is also masked for every query i with k's label: texts sharing a label are
+    never each other's negatives. (i, i) is the target and always True.
     """
     b = query_keys.shape[0]
     same_query = query_keys[:, None] == query_keys[None, :]  # [B, B]
     is_positive_of = document_keys[None, :] == document_keys[:b, None]  # [B, P]: pool j is example k's positive
     known = (same_query.double() @ is_positive_of.double()) > 0  # exact: counts of at most B
     mask = ~known
+    if label_keys is not None:
+        mask[:, :b] &= label_keys[:, None] != label_keys[None, :]
     mask[torch.arange(b), torch.arange(b)] = True
     return mask

@@ -36,6 +36,7 @@ class PairExample:
     positive: str
     negative_ids: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
+    label: str | None = None  # classification / clustering: rows sharing a label are never each other's negatives
 
 
 @dataclass(frozen=True)

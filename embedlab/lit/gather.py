@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 import torch
 import torch.distributed as dist
 
-from embedlab.data.batch import DOCUMENT_KEYS, QUERY_KEYS
+from embedlab.data.batch import DOCUMENT_KEYS, LABEL_KEYS, QUERY_KEYS
 from embedlab.data.collate import in_batch_mask
 from embedlab.losses import Embeddings
 
@@ -57,5 +57,6 @@ def gather_embeddings(emb: Embeddings, batch: dict) -> Embeddings:
         keys = batch[DOCUMENT_KEYS]
         pool = torch.cat([all_gather_rows(keys[:b]), all_gather_rows(keys[b:])])  # positives, then negatives
         queries = all_gather_rows(batch[QUERY_KEYS])
-        gathered["document_mask"] = in_batch_mask(queries, pool).to(emb.document_mask.device)
+        labels = all_gather_rows(batch[LABEL_KEYS]) if LABEL_KEYS in batch else None
+        gathered["document_mask"] = in_batch_mask(queries, pool, labels).to(emb.document_mask.device)
     return replace(emb, **gathered)

@@ -80,7 +80,8 @@ class EmbeddingModule(pl.LightningModule):
             if "positive" in self.loss.requires:  # InfoNCE beside KL on a scored list: candidate 0 is the positive
                 emb.positive, emb.negatives = emb.candidates[:, 0], emb.candidates[:, 1:]
                 emb.document_mask = batch.get("document_mask")
-        if "teacher" in self.loss.requires:
+        # In a mixture (batches carry "dataset") the teacher's targets are for the distillation texts only.
+        if "teacher" in self.loss.requires and ("dataset" not in batch or batch["kind"] == "text"):
             emb.teacher = self._teacher_targets(batch).to(query.device)
         return emb
 

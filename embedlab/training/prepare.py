@@ -16,12 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedlab.config.build import build_encoder, preset_with
 from embedlab.config.check import TrainChecks
+from embedlab.data.arrow import open_source
 from embedlab.data.collate import Collator
+from embedlab.data.rows import RowSpec
 from embedlab.data.training import TextExample, example_text, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import check_settings
 from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.mixture import BatchCounter, MixtureDataModule, MixturePart
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.remining import RemineCallback
 from embedlab.lit.teacher import TeacherTable, check_teacher_size
@@ -45,6 +48,8 @@ class Prepared:
     table: TeacherTable | None
     remine: RemineCallback | None  # re-mining during training (mining.refresh_every_n_steps)
     sizes: dict[str, int]  # training examples per source (the model card's training data)
+    data_fingerprint: str | None = None  # a mixture's (its Arrow files' keys); else the manifest hashes `texts`
+    counter: BatchCounter | None = None  # a mixture's batches per dataset
 
 
 def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
@@ -56,6 +61,53 @@ def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
     if data.kind == "scored":
         return {Path(data.path).stem: read_scored(data.path, data.num_candidates)}
     raise ConfigError(f"data.kind must be text, pairs or scored, got {data.kind!r}")
+
+
+def mixture_data(data: DictConfig, student: Encoder, seed: int) -> MixtureDataModule:
+    """`data.mixture`'s datasets as Arrow sources (built once per content fingerprint), each with its collator."""
+    parts = []
+    weights = [e.weight for e in data.mixture]
+    if any(w is None for w in weights) and any(w is not None for w in weights):
+        raise ConfigError("data.mixture: give every entry a weight, or none (size-proportional, data.temperature)")
+    for e in data.mixture:
+        spec = RowSpec(e.name, e.kind, e.format, e.num_negatives, e.min_score, e.split)
+        source = open_source(spec, e.path, root=data.root, subset=e.subset, on_bad_row=data.on_bad_row)
+        collator = Collator(
+            student.tokenizer,
+            e.max_length or data.max_length,
+            student.query_prompt if e.instruction is None else e.instruction,
+            student.document_prompt if e.document_instruction is None else e.document_instruction,
+            prompt_lengths=not getattr(student, "include_prompt", True),
+            text_prompt=e.instruction or "",
+            document_max_length=e.document_max_length,
+        )
+        weight = e.weight
+        if weight is None and data.temperature != 1.0:  # temperature 1 leaves it to the sampler: one pass each
+            weight = len(source) ** (1.0 / data.temperature)
+        parts.append(MixturePart(e.name, source, collator, weight))
+    for p in parts:
+        log.info("mixture: %s, %s, %d rows", p.name, p.source.spec.kind, len(p.source))
+    return MixtureDataModule(
+        parts, batch_size=data.batch_size, seed=seed, group_by_length=data.group_by_length, drop_last=data.drop_last
+    )
+
+
+def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
+    """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
+    data = mixture_data(cfg.data, student, cfg.seed)
+    teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
+    checks.loss.partial = True  # each term on the batches that hold its inputs
+    module = EmbeddingModule(
+        student,
+        checks.loss,
+        checks.optim,
+        teacher=teacher,
+        chunk_size=cfg.step.chunk_size,
+        gather=cfg.step.gather,
+        nonfinite=cfg.nonfinite,
+    )
+    counter = BatchCounter(data.source_names)
+    return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
 
 
 def build_teacher(
@@ -109,6 +161,8 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
     check_settings(checks.eval, student.dim)
     if cfg.projection.init == "ridge" and student.projection is None:
         raise ConfigError("projection.init=ridge needs a projection: set model.projection_dim")
+    if cfg.data.kind == "mixture":
+        return prepare_mixture(cfg, checks, student, cache)
     remine = mine_before_training(cfg, mining, student, out_dir, cache) if mining else None
     examples = read_examples(cfg.data, cfg.data.root)
     data = EmbeddingDataModule(

@@ -79,6 +79,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         callbacks=[
             *evaluators,
             *([run.remine] if run.remine else []),
+            *([run.counter] if run.counter else []),
             pl.callbacks.LearningRateMonitor("step"),
             # tqdm, not rich's bar: rich draws nothing when output goes to a file or a CI log
             pl.callbacks.TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
@@ -118,6 +119,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         "run_seconds": round(time.perf_counter() - started, 1),  # the whole run: data, teacher, evaluations, export
         "nonfinite_skipped": run.module.nonfinite.skipped,  # steps dropped under nonfinite=skip
     }
+    if run.counter is not None:  # a mixture: how closely the run followed its weights
+        summary["batches_per_dataset"] = dict(run.counter.counts)
     if cfg.export:
         export(cfg, run, systems.table, summary, out_dir)
     write_run_record(out_dir, cfg, manifest(cfg, run, summary, trainer_settings))
@@ -152,7 +155,7 @@ def manifest(cfg: DictConfig, run: Prepared, summary: dict, trainer_settings: di
     }
     return build_manifest(
         seed=cfg.seed,
-        data={"train_texts": fingerprint(run.texts)},
+        data={"train_texts": run.data_fingerprint or fingerprint(run.texts)},
         models={"student": run.student.fingerprint(), **({"teacher": teacher.fingerprint()} if teacher else {})},
         extra={
             "summary": summary,
