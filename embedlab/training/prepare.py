@@ -105,6 +105,7 @@ def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cach
         chunk_size=cfg.step.chunk_size,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
+        compile=cfg.step.compile,
     )
     counter = BatchCounter(data.source_names)
     return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
