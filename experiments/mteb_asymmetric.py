@@ -47,9 +47,12 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging()
     started = time.perf_counter()
+    # Frozen, as a training run's teacher is: the same backend (`auto`) and fingerprint, so `--cache` finds its vectors.
     teacher = Encoder.from_pretrained("sentence-transformers/all-mpnet-base-v2", max_length=256, precision="fp32")
+    teacher.requires_grad_(False)
     if args.student is not None:
-        student, label = Encoder.from_pretrained(str(args.student), precision="fp32"), f"student {args.student}"
+        student = Encoder.from_pretrained(str(args.student), precision="fp32").requires_grad_(False)
+        label = f"student {args.student}"
     else:
         student, label, examples = *fit_closed_form(teacher, args.fit_sentences), "closed-form student"
     settings = EvalSettings(limit=args.limit or None, max_docs=args.max_docs or None)
