@@ -272,6 +272,12 @@ class Encoder(nn.Module):
         if not texts:
             empty = torch.zeros(0, width)
             return empty.numpy() if convert_to == "numpy" else empty
+        if head and self.projection is not None:
+            # A linear head's matmul rounds by its number of rows: run it once over all pooled features (apply_head),
+            # so the vectors do not depend on how the texts were batched.
+            features = self.encode(texts, batch_size, prompt, "numpy", show_progress, desc, False, max_batch_tokens)
+            vectors = torch.from_numpy(self.apply_head(features))
+            return vectors.numpy() if convert_to == "numpy" else vectors
         was_training = self.training
         self.eval()
         ids = self.tokenizer(

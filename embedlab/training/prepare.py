@@ -186,6 +186,7 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
         teacher=teacher if table is None else None,
         teacher_table=table,
         chunk_size=cfg.step.chunk_size,
+        chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
         compile=cfg.step.compile,
