@@ -69,7 +69,7 @@ def test_chunk_inputs_cut_trailing_padding() -> None:
         GradCache(0)
     with pytest.raises(ConfigError, match="chunk_tokens"):
         GradCache(None, 0)
-    with pytest.raises(ConfigError, match="chunk_size.*or.*chunk_tokens"):
+    with pytest.raises(ConfigError, match=r"chunk_size .* or step\.chunk_tokens"):
         GradCache(None, None)
 
 
@@ -228,4 +228,6 @@ def test_gradcache_trains_like_the_plain_step_in_a_trainer(tok) -> None:
     assert moved
     for key, value in plain.items():
         torch.testing.assert_close(cached[key], value, atol=1e-5, rtol=1e-4, msg=key)
-        torch.testing.assert_close(budgeted[key], value, atol=1e-5, rtol=1e-4, msg=key)
+        # Adam's first update is about lr·sign(g): where an entry of g is ~0, summation-order noise (the chunks differ)
+        # moves it by a fraction of lr = 1e-3 (3e-5 seen here); a wrong gradient would move many entries by ~lr.
+        torch.testing.assert_close(budgeted[key], value, atol=1e-4, rtol=1e-4, msg=key)

@@ -48,7 +48,9 @@ def budget_batches(lengths: Sequence[int], max_rows: int | None, max_tokens: int
     return ranges
 
 
-def width_keeping_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None) -> list[tuple[int, int, int]]:
+def width_keeping_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None
+) -> list[tuple[int, int, int]]:
     """`(start, end, width)` batches for inference: the batches of `batch_size` rows, each split into parts of at
     most `max_tokens` padded tokens that keep the whole batch's width (its longest length). Every text is then padded
     as in the rows-only batching, so its vector does not change, bit for bit (attention reduces over the padded

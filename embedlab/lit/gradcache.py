@@ -45,7 +45,10 @@ def chunk_rows(attention_mask: torch.Tensor, chunk_size: int | None, max_tokens:
     """Row indices of each chunk: at most `chunk_size` rows and `max_tokens` padded tokens (rows × the chunk's
     longest row end) each, a row over the budget alone in its chunk. With a budget, rows go longest first."""
     ends = row_ends(attention_mask)
-    order = torch.argsort(ends, descending=True, stable=True) if max_tokens is not None else torch.arange(len(ends), device=ends.device)
+    if max_tokens is None:
+        order = torch.arange(len(ends), device=ends.device)
+    else:
+        order = torch.argsort(ends, descending=True, stable=True)
     ranges = budget_batches(ends[order].tolist(), chunk_size, max_tokens)
     return [order[start:end] for start, end in ranges]
 
@@ -88,7 +91,7 @@ class GradCache:
 
     def __init__(self, chunk_size: int | None, max_tokens: int | None = None) -> None:
         if chunk_size is None and max_tokens is None:
-            raise ConfigError("GradCache needs step.chunk_size (texts per chunk) or step.chunk_tokens (tokens per chunk)")
+            raise ConfigError("GradCache needs step.chunk_size (texts per chunk) or step.chunk_tokens (tokens)")
         if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"step.chunk_size must be a positive number of texts, got {chunk_size}")
         if max_tokens is not None and max_tokens < 1:

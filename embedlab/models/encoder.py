@@ -62,7 +62,7 @@ class EncoderConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     dtype: str = "fp32"  # weights dtype at load: fp32 | bf16 (bf16 halves memory; adapters stay fp32)
     backend: str = "auto"  # frozen encoders' backbone pass: auto | torch | onnx | onnx-int8 | openvino (runtime.py)
-    max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS  # encode(): padded tokens per batch besides its rows; null = rows
+    max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS  # encode(): at most this many padded tokens a batch; null: rows
 
 
 class Encoder(nn.Module):
@@ -272,12 +272,10 @@ class Encoder(nn.Module):
         if not texts:
             empty = torch.zeros(0, width)
             return empty.numpy() if convert_to == "numpy" else empty
-        if head and self.projection is not None:
-            # A linear head's matmul rounds by its number of rows: run it once over all pooled features (apply_head),
-            # so the vectors do not depend on how the texts were batched.
-            features = self.encode(texts, batch_size, prompt, "numpy", show_progress, desc, False, max_batch_tokens)
-            vectors = torch.from_numpy(self.apply_head(features))
-            return vectors.numpy() if convert_to == "numpy" else vectors
+        # A linear head's matmul rounds by its number of rows: it runs once over all pooled features (apply_head),
+        # so the vectors do not depend on how the texts were batched.
+        head_after = head and self.projection is not None
+        head_now = head and not head_after
         was_training = self.training
         self.eval()
         ids = self.tokenizer(
@@ -290,7 +288,7 @@ class Encoder(nn.Module):
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: a memory error shows at once
         budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
         batches = width_keeping_batches([len(ids[i]) for i in order], batch_size, budget)
-        out = torch.empty(len(texts), width, dtype=torch.float32)
+        out = torch.empty(len(texts), self.dim if head_now else self.backbone.config.hidden_size, dtype=torch.float32)
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
         n_prompt = prompt_length(self.tokenizer, prompt)
@@ -302,12 +300,14 @@ class Encoder(nn.Module):
                 batch = self.tokenizer.pad(rows, padding="max_length", max_length=padded, return_tensors="pt")
                 if run is not None:
                     hidden = runtime.last_hidden_state(run, batch["input_ids"], batch["attention_mask"])
-                    emb = self.pool_head(hidden, batch["attention_mask"], head, n_prompt)
+                    emb = self.pool_head(hidden, batch["attention_mask"], head_now, n_prompt)
                 else:
-                    emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head, n_prompt)
+                    emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head_now, n_prompt)
                 out[torch.as_tensor(idx)] = emb.float().cpu()
                 bar.update(len(idx))
         self.train(was_training)
+        if head_after:
+            out = torch.from_numpy(self.apply_head(out.numpy()))
         return out.numpy() if convert_to == "numpy" else out
 
     @torch.inference_mode()
