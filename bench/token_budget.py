@@ -11,18 +11,21 @@ InfoNCE at temperature 0.05 ≡ MNRL scale 20, AdamW lr 2e-5 without warm-up, gr
 sides (Lightning `gradient_clip_val`, ST `max_grad_norm`), the same token budget. What differs is each side's own
 chunking: sentence-transformers packs consecutive rows while their *unpadded* tokens fit the budget (no row cap);
 embedlab takes the rows longest first and packs while rows × the chunk's longest row, i.e. the *padded* tokens that
-reach the model, fit it — so its budget bounds a chunk's memory and ST's does not. The padded tokens per step and the
-largest chunk of each side are printed, computed with each side's own chunking code on the real batches.
-`--chunk-size N` adds rows-only chunks (ST `mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference row.
+reach the model, fit it — so its budget bounds a chunk's memory and ST's does not, and the same number gives embedlab
+smaller chunks. A third contender therefore runs embedlab at the padded size of ST's largest chunk: the same memory
+bound. Chunks per step, padded tokens per step and the largest chunk (padded tokens) of each side are printed,
+computed with each side's own chunking code on the real batches. `--chunk-size N` adds rows-only chunks (ST
+`mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
 
-Each configuration runs `--repeats` times per side, the order alternating (ST first on odd repeats, embedlab first on
-even ones); every run is printed; the table gives each side's median samples/s (steps × batch / seconds over the
-`--steps` steps after `--warmup` untimed ones) and the ratio embedlab / sentence-transformers.
+Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
+printed; the table gives each side's median samples/s (steps × batch / seconds over the `--steps` steps after
+`--warmup` untimed ones) and its ratio over sentence-transformers. Each run is a fresh model and trainer.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import statistics
@@ -35,6 +38,7 @@ import pytorch_lightning as pl
 import torch
 from frozen_pass import commit, cpu_info
 from train_throughput import StepTimer
+from transformers import AutoTokenizer
 
 from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
@@ -55,10 +59,16 @@ class FixedBatches:
     """The same precomputed batches for both trainers (a batch sampler: lists of dataset positions)."""
 
     def __init__(self, batches: list[list[int]]) -> None:
-        self.batches = batches
+        self.batches, self.yielded = batches, 0
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
+        for batch in self.batches:
+            self.yielded += 1
+            yield batch
+
+    def check(self, side: str) -> None:
+        if self.yielded < len(self.batches):  # the trainer drew its batches elsewhere: not like for like
+            raise RuntimeError(f"{side} took {self.yielded} of the {len(self.batches)} shared batches")
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -85,33 +95,37 @@ def draw_batches(pairs: list[PairExample], args, grouping: str) -> list[list[int
     return batches[: args.warmup + args.steps]
 
 
-def padded_tokens(pairs: list[PairExample], batches: list[list[int]], args, side: str, chunking: tuple) -> tuple:
-    """(padded tokens per step, largest chunk in padded tokens) of one side's chunking over the real batches."""
+def chunk_stats(tensors: list[dict], side: str, chunking: tuple) -> dict[str, float]:
+    """Chunks per step, padded tokens per step and the largest chunk (padded tokens: what bounds activation memory)
+    of one side's chunking over the real tokenized batches, with that side's own code."""
     from sentence_transformers.base.losses.gradcache import _minibatch_ranges
 
     size, tokens = chunking
-    collate = Collator(Encoder.from_pretrained(resolve_model(MODEL)).tokenizer, args.max_length)
-    total, largest = 0, 0
-    for batch in batches:
-        tensors = collate([(i, pairs[i]) for i in batch])
+    costs = []
+    for batch in tensors:
         for group in ("query", "documents"):
-            mask = tensors[group]["attention_mask"]
-            if side == "st":  # consecutive rows; each mini-batch cut after its last non-padding column
-                chunks = [torch.arange(b, e) for b, e in _minibatch_ranges({"attention_mask": mask}, size, tokens)]
+            mask = batch[group]["attention_mask"]
+            if side == "st":  # consecutive rows; each mini-batch is cut after its last non-padding column
+                chunks = [
+                    torch.arange(b, e)
+                    for b, e in _minibatch_ranges({"attention_mask": mask}, size or len(mask), tokens)
+                ]
             else:
                 chunks = chunk_rows(mask, size, tokens)
             ends = row_ends(mask)
-            for rows in chunks:
-                cost = len(rows) * int(ends[rows].max())
-                total, largest = total + cost, max(largest, cost)
-    return total / len(batches), largest
+            costs += [len(rows) * int(ends[rows].max()) for rows in chunks]
+    return {
+        "chunks/step": len(costs) / len(tensors),
+        "padded tok/step": sum(costs) / len(tensors),
+        "largest": max(costs),
+    }
 
 
 def embedlab_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: tuple) -> float:
     size, tokens = chunking
     encoder = Encoder.from_pretrained(resolve_model(MODEL), max_length=args.max_length, precision="fp32")
     dm = EmbeddingDataModule(pairs, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0)
-    dm.batch_sampler = FixedBatches(batches)
+    dm.batch_sampler = sampler = FixedBatches(batches)
     loss = build_loss({"infonce": {"temperature": 0.05}})
     optim = OptimConfig(lr=2e-5, warmup_ratio=0.0)
     module = EmbeddingModule(encoder, loss, optim, chunk_size=size, chunk_tokens=tokens)
@@ -126,6 +140,7 @@ def embedlab_run(pairs: list[PairExample], batches: list[list[int]], args, chunk
         enable_model_summary=False,
         callbacks=[timer],
     ).fit(module, datamodule=dm)
+    sampler.check("embedlab")
     return args.steps * args.batch_size / (timer.end - timer.start)
 
 
@@ -144,6 +159,7 @@ def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: t
         model, scale=20.0, mini_batch_size=size or args.batch_size, mini_batch_num_tokens=tokens
     )
     span: dict[str, float] = {}
+    sampler = FixedBatches(batches)
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
@@ -161,7 +177,7 @@ def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: t
             learning_rate=2e-5,
             warmup_steps=0,
             max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
-            batch_sampler=lambda dataset, **kw: FixedBatches(batches),
+            batch_sampler=lambda dataset, **kw: sampler,
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],
@@ -171,6 +187,7 @@ def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: t
         )
         trainer = SentenceTransformerTrainer(model, settings, train_dataset=data, loss=loss, callbacks=[Timer()])
         trainer.train()
+    sampler.check("sentence-transformers")
     return args.steps * args.batch_size / (span["end"] - span["start"])
 
 
@@ -189,9 +206,10 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     pairs = read_pairs("scifact", "train")
-    chunkings = [(None, args.chunk_tokens)] + ([(args.chunk_size, None)] if args.chunk_size else [])
+    collate = Collator(AutoTokenizer.from_pretrained(resolve_model(MODEL)), args.max_length)
     cpu, _ = cpu_info()
-    print(f"CPU {cpu}, {torch.get_num_threads()} threads; commit {commit()}; torch {torch.__version__}")
+    versions = f"torch {torch.__version__}, sentence-transformers {importlib.metadata.version('sentence-transformers')}"
+    print(f"CPU {cpu}, {torch.get_num_threads()} threads; commit {commit()}; {versions}")
     print(
         f"{MODEL}, fp32, {len(pairs)} SciFact train pairs, batch {args.batch_size}, max {args.max_length} tokens, "
         f"{args.steps} timed steps after {args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0"
@@ -199,31 +217,29 @@ def main() -> None:
     rows = []
     for grouping in args.grouping.split(","):
         batches = draw_batches(pairs, args, grouping)
-        for chunking in chunkings:
+        tensors = [collate([(i, pairs[i]) for i in batch]) for batch in batches]
+        configs = [(None, args.chunk_tokens)] + ([(args.chunk_size, None)] if args.chunk_size else [])
+        for chunking in configs:
             name = f"tokens {chunking[1]}" if chunking[1] else f"rows {chunking[0]}"
-            runs: dict[str, list[float]] = {"st": [], "embedlab": []}
+            st_stats = chunk_stats(tensors, "st", chunking)
+            # The same number means less memory on embedlab's side (padded, not unpadded, tokens): also run embedlab
+            # at the padded size of ST's largest chunk, i.e. the same memory bound.
+            sides = {"sentence-transformers": (st_run, chunking), f"embedlab, {name}": (embedlab_run, chunking)}
+            matched = (None, st_stats["largest"])
+            if chunking[1]:
+                sides[f"embedlab, tokens {matched[1]} (ST's largest chunk)"] = (embedlab_run, matched)
+            runs: dict[str, list[float]] = {side: [] for side in sides}
             for r in range(args.repeats):
-                sides = ["st", "embedlab"] if r % 2 == 0 else ["embedlab", "st"]
-                for side in sides:
-                    run = st_run if side == "st" else embedlab_run
-                    runs[side].append(run(pairs, batches, args, chunking))
+                turn = r % len(sides)  # the order rotates: each side goes first in turn
+                for side in list(sides)[turn:] + list(sides)[:turn]:
+                    run, setting = sides[side]
+                    runs[side].append(run(pairs, batches, args, setting))
                     print(f"  {grouping} batches, {name}, repeat {r + 1}: {side} {runs[side][-1]:.2f} samples/s")
-            st_tokens, st_largest = padded_tokens(pairs, batches, args, "st", chunking)
-            our_tokens, our_largest = padded_tokens(pairs, batches, args, "embedlab", chunking)
-            st, ours = statistics.median(runs["st"]), statistics.median(runs["embedlab"])
-            rows.append(
-                {
-                    "batches": grouping,
-                    "chunks": name,
-                    "ST samples/s": st,
-                    "embedlab samples/s": ours,
-                    "ratio": ours / st,
-                    "ST padded tok/step": st_tokens,
-                    "embedlab padded tok/step": our_tokens,
-                    "ST largest chunk": st_largest,
-                    "embedlab largest chunk": our_largest,
-                }
-            )
+            peer = statistics.median(runs["sentence-transformers"])
+            for side, (_, setting) in sides.items():
+                stats = st_stats if side == "sentence-transformers" else chunk_stats(tensors, "embedlab", setting)
+                rate = statistics.median(runs[side])
+                rows.append({"batches": grouping, "side": side, "samples/s": rate, "vs ST": rate / peer, **stats})
     print("\n" + format_table(rows, list(rows[0]), precision=2))
 
 
