@@ -33,8 +33,9 @@ from embedlab.precision import resolve as resolve_precision
 PROGRESS_MIN_TEXTS = 512  # below this a progress bar is noise
 ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuild the encoder around the adapter
 # encode()'s token budget per batch (rows × padded width): long texts go a few rows at a time, so a batch's memory is
-# bounded; chosen with bench/encode_budget.py on SciFact (bench/README.md). The vectors do not depend on it.
-DEFAULT_BATCH_TOKENS = 8192
+# bounded. The vectors do not depend on it. 4096: not slower than rows-only batches on SciFact abstracts with MiniLM
+# (bench/encode_budget.py, bench/README.md: 1.10x, a smoke run on a loaded CPU), the larger of the two fastest budgets.
+DEFAULT_BATCH_TOKENS = 4096
 
 
 @dataclass
