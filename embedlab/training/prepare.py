@@ -103,6 +103,7 @@ def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cach
         checks.optim,
         teacher=teacher,
         chunk_size=cfg.step.chunk_size,
+        chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
         compile=cfg.step.compile,
