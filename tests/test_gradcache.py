@@ -14,7 +14,7 @@ from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample, ScoredExample, TextExample
 from embedlab.errors import ConfigError
 from embedlab.lit.datamodule import EmbeddingDataModule
-from embedlab.lit.gradcache import GradCache, chunk_inputs
+from embedlab.lit.gradcache import GradCache, chunk_inputs, chunk_rows, row_ends
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.lit.teacher import TeacherTable
@@ -67,6 +67,33 @@ def test_chunk_inputs_cut_trailing_padding() -> None:
     assert [c["attention_mask"].shape[1] for c in chunk_inputs(left, 1)] == [3, 3]  # left padding keeps its width
     with pytest.raises(ConfigError, match="chunk_size"):
         GradCache(0)
+    with pytest.raises(ConfigError, match="chunk_tokens"):
+        GradCache(None, 0)
+    with pytest.raises(ConfigError, match=r"chunk_size .* or step\.chunk_tokens"):
+        GradCache(None, None)
+
+
+def test_token_budget_chunks_by_hand() -> None:
+    """Rows longest first; each chunk at most `max_tokens` padded tokens (rows × its longest row) and `chunk_size`
+    rows; a row longer than the budget alone; every row exactly once."""
+    ends = [3, 9, 2, 5, 5, 1, 4]
+    mask = torch.zeros(len(ends), 10, dtype=torch.long)
+    for i, n in enumerate(ends):
+        mask[i, :n] = 1
+    assert row_ends(mask).tolist() == ends
+    chunks = [c.tolist() for c in chunk_rows(mask, None, 8)]
+    # sorted: 9 (over budget, alone) | 5, 5 (10 > 8: split) | ... hand-checked greedy packing
+    assert chunks == [[1], [3], [4], [6, 0], [2, 5]]  # 9 | 5 | 5 | 4,3 → 8 | 2,1 → 4
+    assert [c.tolist() for c in chunk_rows(mask, 1, 100)] == [[1], [3], [4], [6], [0], [2], [5]]
+    assert [c.tolist() for c in chunk_rows(mask, 3, 16)] == [[1], [3, 4, 6], [0, 2, 5]]  # 5·3 = 15, 3·3 = 9
+    assert [c.tolist() for c in chunk_rows(mask, 3, None)] == [[0, 1, 2], [3, 4, 5], [6]]  # no budget: batch order
+    inputs = {"input_ids": torch.arange(70).view(7, 10), "attention_mask": mask, "prompt_length": torch.arange(7)}
+    cut = list(chunk_inputs(inputs, None, 8))
+    assert [c["input_ids"].shape for c in cut] == [(1, 9), (1, 5), (1, 5), (2, 4), (2, 2)]
+    assert cut[3]["input_ids"].tolist() == [list(range(60, 64)), list(range(0, 4))]
+    assert cut[3]["prompt_length"].tolist() == [6, 0]  # per-row tensors follow their rows
+    left = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])  # left padding: every row ends at the full width
+    assert row_ends(left).tolist() == [4, 4] and [c.tolist() for c in chunk_rows(left, None, 8)] == [[0, 1]]
 
 
 LOSSES = {
@@ -92,25 +119,49 @@ def data_for(kind: str):
     ]
 
 
+# (chunk_size, chunk_tokens): rows only; a token budget alone (chunks of mixed row counts, rows reordered); both;
+# a budget below the longest text, so that text is a chunk of its own, over the budget.
+CHUNKINGS = [(1, None), (3, None), (64, None), (None, 40), (2, 40), (None, 6)]
+
+
 @pytest.mark.parametrize("name", list(LOSSES))
-@pytest.mark.parametrize("chunk_size", [1, 3, 64])
-def test_gradcache_step_equals_the_plain_step(tok, name: str, chunk_size: int) -> None:
+@pytest.mark.parametrize("chunking", CHUNKINGS, ids=lambda c: f"rows{c[0]}-tokens{c[1]}")
+def test_gradcache_step_equals_the_plain_step(tok, name: str, chunking: tuple) -> None:
     config, kind = LOSSES[name]
     table = TeacherTable(unit_rows(16, 16, seed=1), "random") if kind == "texts" else None
 
-    def module(chunks: int | None) -> EmbeddingModule:
+    def module(chunks: tuple | None) -> EmbeddingModule:
         torch.manual_seed(0)  # hard-negative mixing draws random coefficients: same draws on both sides
-        return EmbeddingModule(tiny_encoder(tok), build_loss(config), teacher_table=table, chunk_size=chunks)
+        size, tokens = chunks or (None, None)
+        return EmbeddingModule(
+            tiny_encoder(tok), build_loss(config), teacher_table=table, chunk_size=size, chunk_tokens=tokens
+        )
 
     batch = batch_of(tok, data_for(kind))
     plain = module(None)
     torch.manual_seed(1)
     expected = step(plain, batch)
-    cached = module(chunk_size)
+    cached = module(chunking)
     torch.manual_seed(1)
     got = step(cached, batch)
     assert_same_step(got, expected)
     assert not cached.grad_cache.pending
+
+
+def test_token_budget_chunks_hold_what_the_budget_says(tok) -> None:
+    """The chunks the step really encodes: within the budget (but a lone over-budget text), every row once, and
+    more rows per chunk for short texts than for long ones."""
+    examples = [PairExample(f"q{i}", TEXTS[i], f"d{i}", " ".join(TEXTS[: 1 + i % 8]), (), ()) for i in range(12)]
+    batch = batch_of(tok, examples)
+    seen = []
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {}}), chunk_tokens=24)
+    forward = module.student.forward
+    module.student.forward = lambda **kw: seen.append(kw["attention_mask"].shape) or forward(**kw)
+    module.training_step(batch, 0)
+    assert sum(rows for rows, _ in seen) == 2 * len(examples)
+    assert all(rows * width <= 24 or rows == 1 for rows, width in seen)
+    assert any(rows == 1 and width > 24 for rows, width in seen)  # the longest documents exceed it, alone
+    assert max(rows for rows, width in seen if width <= 12) > max(rows for rows, width in seen if width > 24)
 
 
 def dropout_encoder(tok) -> Encoder:
@@ -164,15 +215,19 @@ def test_gradcache_trains_like_the_plain_step_in_a_trainer(tok) -> None:
     examples = pairs(16)
     optim = OptimConfig(lr=1e-3, warmup_ratio=0.0)
 
-    def train(chunk_size: int | None) -> dict[str, torch.Tensor]:
-        module = EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {}}), optim, chunk_size=chunk_size)
+    def train(chunk_size: int | None, chunk_tokens: int | None = None) -> dict[str, torch.Tensor]:
+        loss = build_loss({"infonce": {}})
+        module = EmbeddingModule(tiny_encoder(tok), loss, optim, chunk_size=chunk_size, chunk_tokens=chunk_tokens)
         dm = EmbeddingDataModule(examples, Collator(tok, 32), batch_size=8, seed=0)
         pl.seed_everything(0)
         pl.Trainer(max_steps=3, logger=False, gradient_clip_val=1.0, **QUIET).fit(module, datamodule=dm)
         return {k: v.clone() for k, v in module.student.state_dict().items()}
 
-    plain, cached = train(None), train(3)
+    plain, cached, budgeted = train(None), train(3), train(None, 30)  # 30 tokens: 2-4 short texts per chunk
     moved = any(not torch.equal(v, tiny_encoder(tok).state_dict()[k]) for k, v in plain.items())
     assert moved
     for key, value in plain.items():
         torch.testing.assert_close(cached[key], value, atol=1e-5, rtol=1e-4, msg=key)
+        # Adam's first update is about lr·sign(g): where an entry of g is ~0, summation-order noise (the chunks differ)
+        # moves it by a fraction of lr = 1e-3 (3e-5 seen here); a wrong gradient would move many entries by ~lr.
+        torch.testing.assert_close(budgeted[key], value, atol=1e-4, rtol=1e-4, msg=key)

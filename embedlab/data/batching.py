@@ -7,6 +7,11 @@ order is shuffled too, so long and short batches are interleaved. With several s
 holds examples of one source only: in-batch negatives then come from the same distribution as the positive,
 which keeps the contrastive task meaningful (a query about biology is not trivially separated from a pool of
 forum posts), as multi-dataset embedding training does.
+
+`budget_batches` cuts an ordered list of texts into consecutive batches under a token budget (padded tokens: rows ×
+the longest) as well as a row cap, so a batch of long texts holds few rows, one of short texts many, and the memory
+of one batch stays bounded: GradCache chunks use it (`embedlab.lit.gradcache`), frozen encoding its width-keeping
+variant (`Encoder.encode`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,45 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from embedlab.errors import ConfigError
+
+
+def budget_batches(lengths: Sequence[int], max_rows: int | None, max_tokens: int | None) -> list[tuple[int, int]]:
+    """Consecutive `(start, end)` ranges over positions 0..n-1, in the given order, each holding at most `max_rows`
+    rows and at most `max_tokens` padded tokens (rows × the longest length in the range); None lifts that cap. A
+    text longer than `max_tokens` alone forms a batch of its own. Greedy: optimal for lengths sorted longest first
+    (each batch is then padded to its first row), correct in any order."""
+    for name, cap in (("max_rows", max_rows), ("max_tokens", max_tokens)):
+        if cap is not None and cap < 1:
+            raise ConfigError(f"{name} must be at least 1 or None, got {cap}")
+    n = len(lengths)
+    rows = max_rows or max(n, 1)
+    if max_tokens is None:
+        return [(start, min(start + rows, n)) for start in range(0, n, rows)]
+    ranges, start, longest = [], 0, 0
+    for end, length in enumerate(lengths):
+        longest_with = max(longest, int(length))
+        if end > start and (end - start == rows or (end - start + 1) * longest_with > max_tokens):
+            ranges.append((start, end))
+            start, longest_with = end, int(length)
+        longest = longest_with
+    if start < n:
+        ranges.append((start, n))
+    return ranges
+
+
+def width_keeping_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None
+) -> list[tuple[int, int, int]]:
+    """`(start, end, width)` batches for inference: the batches of `batch_size` rows, each split into parts of at
+    most `max_tokens` padded tokens that keep the whole batch's width (its longest length). Every text is then padded
+    as in the rows-only batching, so its vector does not change, bit for bit (attention reduces over the padded
+    width: a narrower padding moves fp32 vectors by ~1e-7), while the memory of one batch is bounded. With lengths
+    sorted longest first a batch's rows are alike in length, so the padding kept costs little."""
+    out = []
+    for start, end in budget_batches(lengths, batch_size, None):
+        width = max(int(x) for x in lengths[start:end])
+        out += [(start + s, start + e, width) for s, e in budget_batches([width] * (end - start), None, max_tokens)]
+    return out
 
 
 class _EpochHook:

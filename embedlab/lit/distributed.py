@@ -33,7 +33,9 @@ def build_strategy(name: str, fsdp: dict[str, Any] | None, model: nn.Module, *, 
         return name
     if grad_cache:
         # FSDP reduce-scatters in its own gradient hooks; GradCache's summed-gradient pass would bypass them.
-        raise ConfigError("step.chunk_size (GradCache) cannot run under trainer.strategy=fsdp; use ddp, or set null")
+        raise ConfigError(
+            "step.chunk_size/chunk_tokens (GradCache) cannot run under trainer.strategy=fsdp; use ddp, or set null"
+        )
     from pytorch_lightning.strategies import FSDPStrategy
 
     settings = dict(fsdp or {})

@@ -3,8 +3,9 @@
 Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup" (RepL4NLP 2021). The loss of
 an embedding model depends on the encoder only through the embeddings, so the step splits in two:
 
-1. `embed`: encode every group of texts (queries, documents, candidates) in chunks of `chunk_size` rows without
-   autograd, remembering each chunk's random-number state; hand the loss leaf tensors that require grad.
+1. `embed`: encode every group of texts (queries, documents, candidates) in chunks of at most `chunk_size` rows and
+   `max_tokens` padded tokens without autograd, remembering each chunk's random-number state; hand the loss leaf
+   tensors that require grad (rows in the batch's order).
 2. `backward`: backpropagate the loss to those leaves only (cheap: no encoder in the graph), then re-encode chunk by
    chunk with autograd, replaying the chunk's random state (same dropout masks) and autocast setting, and push the
    cached embedding gradient through it. Only one chunk's activations are alive at a time.
@@ -12,6 +13,11 @@ an embedding model depends on the encoder only through the embeddings, so the st
 Parameter gradients of all chunks are summed first and handed to autograd in one final pass, so each parameter's
 gradient hook fires once per step — what DistributedDataParallel's reducer expects (calling `backward` per chunk
 would all-reduce after the first chunk and fail on the second).
+
+With a token budget (`max_tokens`, as sentence-transformers' `mini_batch_num_tokens`), the rows of a group are taken
+longest first, so a chunk of short texts holds many rows and one of long texts few, and each chunk is cut to its own
+longest row: the budget bounds a chunk's activations (rows × padded width), where counting unpadded tokens would not.
+Without one, rows keep the batch's order and every chunk has `chunk_size` rows (earlier runs' chunks, unchanged).
 """
 
 from __future__ import annotations
@@ -22,28 +28,49 @@ from dataclasses import dataclass
 
 import torch
 
+from embedlab.data.batching import budget_batches
 from embedlab.errors import ConfigError
 
 Inputs = dict[str, torch.Tensor]
 
 
-def chunk_inputs(inputs: Inputs, chunk_size: int) -> Iterator[Inputs]:
-    """Row chunks of a tokenized batch, each cut after its last non-padding column: trailing columns that are
-    padding in every row of the chunk never reach attention, so the embeddings are unchanged and short chunks cost
-    less. (Left-padded batches end with tokens in every row, so they keep their width.)"""
-    mask = inputs["attention_mask"]
-    rows, width = mask.shape
-    for start in range(0, rows, chunk_size):
-        part = slice(start, start + chunk_size)
-        used = mask[part].any(0).nonzero()
-        keep = int(used[-1]) + 1 if len(used) else width
-        yield {k: v[part, :keep] if v.dim() >= 2 and v.shape[1] == width else v[part] for k, v in inputs.items()}
+def row_ends(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per row, one past its last non-padding column (a row without tokens: the full width). Left-padded rows end
+    at the full width: their leading padding is kept, as positions count from the first column."""
+    width = attention_mask.shape[1]
+    return width - attention_mask.flip(1).ne(0).int().argmax(1)  # argmax: the first maximum, i.e. the last token
+
+
+def chunk_rows(attention_mask: torch.Tensor, chunk_size: int | None, max_tokens: int | None) -> list[torch.Tensor]:
+    """Row indices of each chunk: at most `chunk_size` rows and `max_tokens` padded tokens (rows × the chunk's
+    longest row end) each, a row over the budget alone in its chunk. With a budget, rows go longest first."""
+    ends = row_ends(attention_mask)
+    if max_tokens is None:
+        order = torch.arange(len(ends), device=ends.device)
+    else:
+        order = torch.argsort(ends, descending=True, stable=True)
+    ranges = budget_batches(ends[order].tolist(), chunk_size, max_tokens)
+    return [order[start:end] for start, end in ranges]
+
+
+def take_rows(inputs: Inputs, rows: torch.Tensor) -> Inputs:
+    """These rows of a tokenized batch, cut after their last non-padding column: trailing columns that are padding
+    in every row taken never reach attention, so the embeddings are unchanged and short chunks cost less."""
+    width = inputs["attention_mask"].shape[1]
+    keep = int(row_ends(inputs["attention_mask"][rows]).max()) if len(rows) else width
+    return {k: v[rows, :keep] if v.dim() >= 2 and v.shape[1] == width else v[rows] for k, v in inputs.items()}
+
+
+def chunk_inputs(inputs: Inputs, chunk_size: int | None, max_tokens: int | None = None) -> Iterator[Inputs]:
+    """The chunks of a tokenized batch (`chunk_rows`), each cut to its own width (`take_rows`)."""
+    for rows in chunk_rows(inputs["attention_mask"], chunk_size, max_tokens):
+        yield take_rows(inputs, rows)
 
 
 @dataclass
 class _Chunk:
     group: str
-    rows: slice
+    rows: torch.Tensor  # positions in the group's batch
     inputs: Inputs
     cpu_rng: torch.Tensor
     cuda_rng: list[torch.Tensor]
@@ -62,10 +89,14 @@ def _replayed_rng(chunk: _Chunk, cuda_devices: list[int]) -> Iterator[None]:
 class GradCache:
     """One step's cache. `embed` then `backward`, once per training step; `pending` tells whether a step is open."""
 
-    def __init__(self, chunk_size: int) -> None:
-        if chunk_size < 1:
+    def __init__(self, chunk_size: int | None, max_tokens: int | None = None) -> None:
+        if chunk_size is None and max_tokens is None:
+            raise ConfigError("GradCache needs step.chunk_size (texts per chunk) or step.chunk_tokens (tokens)")
+        if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"step.chunk_size must be a positive number of texts, got {chunk_size}")
-        self.chunk_size = chunk_size
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"step.chunk_tokens must be a positive number of tokens, got {max_tokens}")
+        self.chunk_size, self.max_tokens = chunk_size, max_tokens
         self._chunks: list[_Chunk] = []
         self._leaves: dict[str, torch.Tensor] = {}
         self._autocast: tuple[str, bool, torch.dtype] | None = None
@@ -82,15 +113,17 @@ class GradCache:
         device_type = next(iter(groups.values()))["input_ids"].device.type
         self._autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         for group, inputs in groups.items():
-            outputs, start = [], 0
-            for chunk in chunk_inputs(inputs, self.chunk_size):
-                n = chunk["input_ids"].shape[0]
+            outputs, taken = [], []
+            for rows in chunk_rows(inputs["attention_mask"], self.chunk_size, self.max_tokens):
+                chunk = take_rows(inputs, rows)
                 cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda_devices]
-                self._chunks.append(_Chunk(group, slice(start, start + n), chunk, torch.get_rng_state(), cuda_rng))
+                self._chunks.append(_Chunk(group, rows, chunk, torch.get_rng_state(), cuda_rng))
                 with torch.no_grad():
                     outputs.append(encode(**chunk))
-                start += n
-            self._leaves[group] = torch.cat(outputs).requires_grad_()
+                taken.append(rows)
+            # Back to the batch's row order (the identity without a token budget).
+            inverse = torch.argsort(torch.cat(taken)).to(outputs[0].device)
+            self._leaves[group] = torch.cat(outputs)[inverse].requires_grad_()
         return dict(self._leaves)
 
     def backward(
@@ -112,7 +145,8 @@ class GradCache:
                 continue
             with _replayed_rng(chunk, self._cuda_devices), torch.autocast(device_type, dtype=dtype, enabled=enabled):
                 out = encode(**chunk.inputs)
-            part = torch.autograd.grad(out, trainable, grad[chunk.rows].to(out.dtype), allow_unused=True)
+            rows = chunk.rows.to(grad.device)
+            part = torch.autograd.grad(out, trainable, grad[rows].to(out.dtype), allow_unused=True)
             total = [t if g is None else (g if t is None else t.add_(g)) for t, g in zip(total, part, strict=True)]
         # One pass through autograd per parameter: gradient hooks (DDP's all-reduce, accumulation) fire once.
         used = [(p, g) for p, g in zip(trainable, total, strict=True) if g is not None]

@@ -1,9 +1,9 @@
 """EmbeddingModule: a student encoder trained by a weighted set of losses, optionally against a teacher.
 
 The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → [gather across
-devices] → loss → logs → `backward`. The step strategies live here, once, for every loss: GradCache (`chunk_size`,
-see `gradcache.py`) replaces the student's forward passes in `embed` and the backward pass; cross-device negatives
-(`gather`, see `gather.py`) widen the record to the global batch. Losses never see a model.
+devices] → loss → logs → `backward`. The step strategies live here, once, for every loss: GradCache (`chunk_size`
+and/or `chunk_tokens`, see `gradcache.py`) replaces the student's forward passes in `embed` and the backward pass;
+cross-device negatives (`gather`, see `gather.py`) widen the record to the global batch. Losses never see a model.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class EmbeddingModule(pl.LightningModule):
         teacher: Encoder | None = None,
         teacher_table: TeacherTable | None = None,
         chunk_size: int | None = None,
+        chunk_tokens: int | None = None,
         gather: bool = True,
         nonfinite: str = "stop",
         compile: bool = False,
@@ -40,7 +41,7 @@ class EmbeddingModule(pl.LightningModule):
         if compile:  # in place (nn.Module.compile): parameters, state_dict keys, checkpoints and exports unchanged
             student.backbone.compile(dynamic=True)  # dynamic: batches differ in length, one graph serves them all
         self.student, self.loss = student, loss
-        self.grad_cache = GradCache(chunk_size) if chunk_size else None
+        self.grad_cache = GradCache(chunk_size, chunk_tokens) if chunk_size or chunk_tokens else None
         self.gather = gather
         self.nonfinite = NonFiniteGuard(nonfinite)
         self.optim = optim or OptimConfig()
@@ -87,7 +88,7 @@ class EmbeddingModule(pl.LightningModule):
 
     def encode_groups(self, groups: dict[str, dict]) -> dict[str, torch.Tensor]:
         """Student embeddings of each group of tokenized texts: GradCache's chunked, cached pass when training with
-        `chunk_size`, else plain forward passes."""
+        `chunk_size` or `chunk_tokens`, else plain forward passes."""
         if self.grad_cache is not None and self.training and torch.is_grad_enabled():
             return self.grad_cache.embed(self.student, groups)
         return {name: self.student(**inputs) for name, inputs in groups.items()}

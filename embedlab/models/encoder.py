@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from embedlab.data.batching import width_keeping_batches
 from embedlab.data.tokens import prompt_length
 from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
@@ -31,6 +32,10 @@ from embedlab.precision import resolve as resolve_precision
 
 PROGRESS_MIN_TEXTS = 512  # below this a progress bar is noise
 ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuild the encoder around the adapter
+# encode()'s token budget per batch (rows × padded width): long texts go a few rows at a time, so a batch's memory is
+# bounded. The vectors do not depend on it. 4096: not slower than rows-only batches on SciFact abstracts with MiniLM
+# (bench/encode_budget.py, bench/README.md: 1.10x, a smoke run on a loaded CPU), the larger of the two fastest budgets.
+DEFAULT_BATCH_TOKENS = 4096
 
 
 @dataclass
@@ -58,6 +63,7 @@ class EncoderConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     dtype: str = "fp32"  # weights dtype at load: fp32 | bf16 (bf16 halves memory; adapters stay fp32)
     backend: str = "auto"  # frozen encoders' backbone pass: auto | torch | onnx | onnx-int8 | openvino (runtime.py)
+    max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS  # encode(): at most this many padded tokens a batch; null: rows
 
 
 class Encoder(nn.Module):
@@ -77,6 +83,7 @@ class Encoder(nn.Module):
         include_prompt: bool = True,
         task_prompts: dict[str, str] | None = None,
         backend: str = "auto",
+        max_batch_tokens: int | None = DEFAULT_BATCH_TOKENS,
     ) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -97,6 +104,9 @@ class Encoder(nn.Module):
         )
         self.include_prompt, self.task_prompts = include_prompt, dict(task_prompts or {})
         self.backend = runtime.check(backend)
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens must be a positive number of tokens or null, got {max_batch_tokens}")
+        self.max_batch_tokens = max_batch_tokens
         self.settings: EncoderConfig | None = None  # what built it (from_config); needed to save an adapter
         for prompt in {query_prompt, document_prompt, *self.task_prompts.values()}:
             if prompt_length(tokenizer, prompt) >= max_length:
@@ -155,6 +165,7 @@ class Encoder(nn.Module):
             include_prompt=include_prompt,
             task_prompts={t: p for t, p in prompts.items() if t not in ("query", "document")},
             backend=cfg.backend,
+            max_batch_tokens=cfg.max_batch_tokens,
         )
         encoder.settings = cfg
         return encoder
@@ -171,7 +182,8 @@ class Encoder(nn.Module):
             saved = json.loads((folder / ADAPTER_SETTINGS).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{folder} holds a peft adapter but no readable {ADAPTER_SETTINGS}: {e}") from None
-        run_time = {"precision": cfg.precision, "backend": cfg.backend}  # how to run it, not what was trained
+        # How to run it, not what was trained:
+        run_time = {"precision": cfg.precision, "backend": cfg.backend, "max_batch_tokens": cfg.max_batch_tokens}
         encoder = cls.from_config(EncoderConfig(**{**saved, "lora": None, **run_time}))
         encoder.backbone = lora.load_adapter(encoder.backbone, folder, trainable=True)
         if (folder / "projection.safetensors").exists():
@@ -251,13 +263,20 @@ class Encoder(nn.Module):
         show_progress: bool | None = None,
         desc: str = "encode",
         head: bool = True,
+        max_batch_tokens: int | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Embed texts without gradients, batching by token length to cut padding; float32, input order."""
+        """Embed texts without gradients; float32, input order. Texts go longest first (little padding), in batches
+        of at most `batch_size` rows and `max_batch_tokens` padded tokens (None: the encoder's `max_batch_tokens`):
+        a batch of long texts holds few rows. The vectors do not depend on the token budget (width_keeping_batches)."""
         texts = list(texts)
         width = self.dim if head else self.backbone.config.hidden_size
         if not texts:
             empty = torch.zeros(0, width)
             return empty.numpy() if convert_to == "numpy" else empty
+        # A linear head's matmul rounds by its number of rows: it runs once over all pooled features (apply_head),
+        # so the vectors do not depend on how the texts were batched.
+        head_after = head and self.projection is not None
+        head_now = head and not head_after
         was_training = self.training
         self.eval()
         ids = self.tokenizer(
@@ -268,23 +287,28 @@ class Encoder(nn.Module):
             return_attention_mask=False,
         )["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: a memory error shows at once
-        out = torch.empty(len(texts), width, dtype=torch.float32)
+        budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
+        batches = width_keeping_batches([len(ids[i]) for i in order], batch_size, budget)
+        out = torch.empty(len(texts), self.dim if head_now else self.backbone.config.hidden_size, dtype=torch.float32)
         show = len(texts) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         device = self.device
         n_prompt = prompt_length(self.tokenizer, prompt)
         run = runtime.runner(self)  # None: the torch backbone (a trainable encoder always)
         with tqdm(total=len(texts), desc=desc, disable=not show, unit="text") as bar, self.autocast():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            for start, end, padded in batches:
+                idx = order[start:end]
+                rows = {"input_ids": [ids[i] for i in idx]}
+                batch = self.tokenizer.pad(rows, padding="max_length", max_length=padded, return_tensors="pt")
                 if run is not None:
                     hidden = runtime.last_hidden_state(run, batch["input_ids"], batch["attention_mask"])
-                    emb = self.pool_head(hidden, batch["attention_mask"], head, n_prompt)
+                    emb = self.pool_head(hidden, batch["attention_mask"], head_now, n_prompt)
                 else:
-                    emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head, n_prompt)
+                    emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device), head_now, n_prompt)
                 out[torch.as_tensor(idx)] = emb.float().cpu()
                 bar.update(len(idx))
         self.train(was_training)
+        if head_after:
+            out = torch.from_numpy(self.apply_head(out.numpy()))
         return out.numpy() if convert_to == "numpy" else out
 
     @torch.inference_mode()

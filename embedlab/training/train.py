@@ -67,7 +67,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         trainer_settings.pop("strategy", "auto"),
         trainer_settings.pop("fsdp", None),
         run.student,
-        grad_cache=bool(cfg.step.chunk_size),
+        grad_cache=bool(cfg.step.chunk_size or cfg.step.chunk_tokens),
     )
     evaluators = systems.callbacks(run)
     checkpoints = out_dir / "checkpoints"

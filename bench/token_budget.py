@@ -1,0 +1,247 @@
+"""Training under a token budget: embedlab's GradCache with `step.chunk_tokens` vs sentence-transformers'
+`CachedMultipleNegativesRankingLoss(mini_batch_num_tokens=...)`, samples/s on SciFact pairs, same run.
+
+    python bench/token_budget.py [--steps 8] [--warmup 2] [--batch-size 64] [--max-length 256] [--chunk-tokens 2048]
+                                 [--repeats 3] [--grouping random,length] [--chunk-size 16]
+
+Like for like: all-MiniLM-L6-v2 on both sides, fp32, the same (claim, cited abstract) pairs in **the same batches in
+the same order** (one list of batches, drawn by embedlab's `LengthGroupedBatchSampler` with `--grouping random`:
+random batches, or `length`: batches of similar claim length; sentence-transformers gets it as its batch sampler),
+InfoNCE at temperature 0.05 ≡ MNRL scale 20, AdamW lr 2e-5 without warm-up, gradient norm clipped to 1.0 on both
+sides (Lightning `gradient_clip_val`, ST `max_grad_norm`), the same token budget. What differs is each side's own
+chunking: sentence-transformers packs consecutive rows while their *unpadded* tokens fit the budget (no row cap);
+embedlab takes the rows longest first and packs while rows × the chunk's longest row, i.e. the *padded* tokens that
+reach the model, fit it — so its budget bounds a chunk's memory and ST's does not, and the same number gives embedlab
+smaller chunks. A third contender therefore runs embedlab at the padded size of ST's largest chunk: the same memory
+bound. Chunks per step, padded tokens per step and the largest chunk (padded tokens) of each side are printed,
+computed with each side's own chunking code on the real batches. `--chunk-size N` adds rows-only chunks (ST
+`mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
+
+Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
+printed; the table gives each side's median samples/s (steps × batch / seconds over the `--steps` steps after
+`--warmup` untimed ones) and its ratio over sentence-transformers. Each run is a fresh model and trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytorch_lightning as pl
+import torch
+from frozen_pass import commit, cpu_info
+from train_throughput import StepTimer
+from transformers import AutoTokenizer
+
+from embedlab.data.batching import LengthGroupedBatchSampler
+from embedlab.data.collate import Collator
+from embedlab.data.training import PairExample, read_pairs
+from embedlab.hub import resolve_model
+from embedlab.lit.datamodule import EmbeddingDataModule, example_length
+from embedlab.lit.gradcache import chunk_rows, row_ends
+from embedlab.lit.module import EmbeddingModule
+from embedlab.lit.optim import OptimConfig
+from embedlab.losses import build_loss
+from embedlab.models import Encoder
+from embedlab.report.table import format_table
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+class FixedBatches:
+    """The same precomputed batches for both trainers (a batch sampler: lists of dataset positions)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches, self.yielded = batches, 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            self.yielded += 1
+            yield batch
+
+    def check(self, side: str) -> None:
+        if self.yielded < len(self.batches):  # the trainer drew its batches elsewhere: not like for like
+            raise RuntimeError(f"{side} took {self.yielded} of the {len(self.batches)} shared batches")
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:  # one pass over the list is the whole run
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def draw_batches(pairs: list[PairExample], args, grouping: str) -> list[list[int]]:
+    """warmup + steps batches from embedlab's sampler (epochs chained), as the data module would draw them."""
+    lengths = [example_length(p) for p in pairs]
+    sampler = LengthGroupedBatchSampler(lengths, args.batch_size, group_by_length=grouping == "length", drop_last=True)
+    batches, epoch = [], 0
+    while len(batches) < args.warmup + args.steps:
+        sampler.set_epoch(epoch)
+        batches += sampler.batches()
+        epoch += 1
+    return batches[: args.warmup + args.steps]
+
+
+def chunk_stats(tensors: list[dict], side: str, chunking: tuple) -> dict[str, float]:
+    """Chunks per step, padded tokens per step and the largest chunk (padded tokens: what bounds activation memory)
+    of one side's chunking over the real tokenized batches, with that side's own code."""
+    from sentence_transformers.base.losses.gradcache import _minibatch_ranges
+
+    size, tokens = chunking
+    costs = []
+    for batch in tensors:
+        for group in ("query", "documents"):
+            mask = batch[group]["attention_mask"]
+            if side == "st":  # consecutive rows; each mini-batch is cut after its last non-padding column
+                chunks = [
+                    torch.arange(b, e)
+                    for b, e in _minibatch_ranges({"attention_mask": mask}, size or len(mask), tokens)
+                ]
+            else:
+                chunks = chunk_rows(mask, size, tokens)
+            ends = row_ends(mask)
+            costs += [len(rows) * int(ends[rows].max()) for rows in chunks]
+    return {
+        "chunks/step": len(costs) / len(tensors),
+        "padded tok/step": sum(costs) / len(tensors),
+        "largest": max(costs),
+    }
+
+
+def embedlab_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: tuple) -> float:
+    size, tokens = chunking
+    encoder = Encoder.from_pretrained(resolve_model(MODEL), max_length=args.max_length, precision="fp32")
+    dm = EmbeddingDataModule(pairs, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0)
+    dm.batch_sampler = sampler = FixedBatches(batches)
+    loss = build_loss({"infonce": {"temperature": 0.05}})
+    optim = OptimConfig(lr=2e-5, warmup_ratio=0.0)
+    module = EmbeddingModule(encoder, loss, optim, chunk_size=size, chunk_tokens=tokens)
+    timer = StepTimer(args.warmup)
+    pl.Trainer(
+        max_steps=len(batches),
+        gradient_clip_val=1.0,
+        precision="32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    ).fit(module, datamodule=dm)
+    sampler.check("embedlab")
+    return args.steps * args.batch_size / (timer.end - timer.start)
+
+
+def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: tuple) -> float:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
+    from sentence_transformers import losses as st_losses
+    from transformers import TrainerCallback
+
+    size, tokens = chunking
+    model = SentenceTransformer(resolve_model(MODEL), device="cpu")
+    model.max_seq_length = args.max_length
+    data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
+    loss = st_losses.CachedMultipleNegativesRankingLoss(
+        model, scale=20.0, mini_batch_size=size or args.batch_size, mini_batch_num_tokens=tokens
+    )
+    span: dict[str, float] = {}
+    sampler = FixedBatches(batches)
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            if state.global_step == args.warmup:
+                span["start"] = time.perf_counter()
+
+        def on_step_end(self, a, state, control, **kw):
+            span["end"] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as out:
+        settings = Arguments(
+            output_dir=out,
+            max_steps=len(batches),
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=2e-5,
+            warmup_steps=0,
+            max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
+            batch_sampler=lambda dataset, **kw: sampler,
+            logging_steps=10_000,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = SentenceTransformerTrainer(model, settings, train_dataset=data, loss=loss, callbacks=[Timer()])
+        trainer.train()
+    sampler.check("sentence-transformers")
+    return args.steps * args.batch_size / (span["end"] - span["start"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--chunk-tokens", type=int, default=2048, help="embedlab step.chunk_tokens = ST tokens")
+    parser.add_argument("--chunk-size", type=int, default=None, help="also rows-only chunks of this many texts")
+    parser.add_argument("--grouping", default="random,length", help="batches: random and/or length-grouped")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    pairs = read_pairs("scifact", "train")
+    collate = Collator(AutoTokenizer.from_pretrained(resolve_model(MODEL)), args.max_length)
+    cpu, _ = cpu_info()
+    versions = f"torch {torch.__version__}, sentence-transformers {importlib.metadata.version('sentence-transformers')}"
+    print(f"CPU {cpu}, {torch.get_num_threads()} threads; commit {commit()}; {versions}")
+    print(
+        f"{MODEL}, fp32, {len(pairs)} SciFact train pairs, batch {args.batch_size}, max {args.max_length} tokens, "
+        f"{args.steps} timed steps after {args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0"
+    )
+    rows = []
+    for grouping in args.grouping.split(","):
+        batches = draw_batches(pairs, args, grouping)
+        tensors = [collate([(i, pairs[i]) for i in batch]) for batch in batches]
+        configs = [(None, args.chunk_tokens)] + ([(args.chunk_size, None)] if args.chunk_size else [])
+        for chunking in configs:
+            name = f"tokens {chunking[1]}" if chunking[1] else f"rows {chunking[0]}"
+            st_stats = chunk_stats(tensors, "st", chunking)
+            # The same number means less memory on embedlab's side (padded, not unpadded, tokens): also run embedlab
+            # at the padded size of ST's largest chunk, i.e. the same memory bound.
+            sides = {"sentence-transformers": (st_run, chunking), f"embedlab, {name}": (embedlab_run, chunking)}
+            matched = (None, st_stats["largest"])
+            if chunking[1]:
+                sides[f"embedlab, tokens {matched[1]} (ST's largest chunk)"] = (embedlab_run, matched)
+            runs: dict[str, list[float]] = {side: [] for side in sides}
+            for r in range(args.repeats):
+                turn = r % len(sides)  # the order rotates: each side goes first in turn
+                for side in list(sides)[turn:] + list(sides)[:turn]:
+                    run, setting = sides[side]
+                    runs[side].append(run(pairs, batches, args, setting))
+                    print(f"  {grouping} batches, {name}, repeat {r + 1}: {side} {runs[side][-1]:.2f} samples/s")
+            peer = statistics.median(runs["sentence-transformers"])
+            for side, (_, setting) in sides.items():
+                stats = st_stats if side == "sentence-transformers" else chunk_stats(tensors, "embedlab", setting)
+                rate = statistics.median(runs[side])
+                rows.append({"batches": grouping, "side": side, "samples/s": rate, "vs ST": rate / peer, **stats})
+    print("\n" + format_table(rows, list(rows[0]), precision=2))
+
+
+if __name__ == "__main__":
+    main()
