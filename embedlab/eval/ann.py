@@ -28,7 +28,7 @@ METHODS = EXACT_METHODS + APPROXIMATE_METHODS
 
 @dataclass
 class SearchSettings:
-    method: str = "exact"  # exact (flat index in RAM) | blocked (exact, corpus read in blocks) | ivf_flat | ivf_pq | hnsw
+    method: str = "exact"  # exact (flat, in RAM) | blocked (exact, corpus in blocks) | ivf_flat | ivf_pq | hnsw
     block_rows: int = DEFAULT_BLOCK_ROWS  # blocked, and filling an index: corpus rows per block held in RAM
     nlist: int = 0  # ivf_*: inverted lists (0 = 4·√corpus size, at most corpus size / 39)
     nprobe: int = 32  # ivf_*: lists visited per query (more = higher recall, slower)
