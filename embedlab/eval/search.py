@@ -9,7 +9,6 @@ return the same ids and scores, ties included.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 
@@ -22,12 +21,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOCK_ROWS = 262_144  # ≈ 400 MB of float32 at 384 dims; a multiple of faiss' 1024-row BLAS tile
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, rows), faiss-style
-
-
-@functools.cache
-def gpu_available() -> bool:
-    """True when this faiss build has GPU kernels and sees a GPU (faiss-gpu on a CUDA machine)."""
-    return gpu_count() > 0
 
 
 def canonical_top_k(search: SearchFn, queries: np.ndarray, n_docs: int, k: int) -> tuple[np.ndarray, np.ndarray]:
