@@ -1,7 +1,7 @@
 """Search at corpus scale: peak memory and time of exact top-k search, and approximate indexes' recall.
 
     python bench/scale.py --workdir /data/scale [--sizes 2000000 8800000] [--dim 384] [--queries 1000] [--k 100]
-                          [--repeats 3] [--threads N] [--ann-size 2000000] [--skip-ann]
+                          [--repeats 3] [--threads N] [--ann-size 2000000] [--ann ivf_flat ivf_pq hnsw]
 
 (a) For each size N, a generated corpus of N unit vectors (a seeded mixture of 1,024 clusters, no encoder) is
 written once as a float32 .npy under --workdir and 1,000 queries from the same mixture. Every contender runs in a
@@ -18,7 +18,8 @@ peak RssAnon (private memory: what must fit in RAM) and peak RssFile (pages mapp
 A contender whose estimated RAM exceeds --mem-limit-gb is skipped (the table says so). Ids are compared with
 blocked's: the share of queries whose top-k ids are the same set, and in the same order.
 (c) At --ann-size: IVF-Flat, IVF-PQ and HNSW (embedlab.eval.ann with SearchSettings' defaults unless given)
-built from the memory-mapped store; build and search times, recall@k against blocked's exact top-k.
+built from the memory-mapped store; build and search times, recall@k against blocked's exact top-k (a bare
+`--ann` skips this part).
 Prints Markdown tables with the commit, CPU model and thread count. The store files stay under --workdir.
 """
 
@@ -82,7 +83,9 @@ def run_contender(name: str, store: str, queries: str, k: int, out: str, knobs: 
     q = np.load(queries)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    if name == "blocked":
+    if name == "idle":  # the interpreter, its libraries and the queries: what every peak includes
+        ids = np.zeros((len(q), 0), np.int64)
+    elif name == "blocked":
         _, ids = search_blocked(q, np.load(store, mmap_mode="r"), k, knobs["block_rows"])
     elif name == "flat":
         docs = np.load(store)
@@ -263,6 +266,10 @@ def main() -> None:
         generate(store, size, args.dim, args.seed)
         if not queries.exists():
             generate(queries, args.queries, args.dim, args.seed, draw=1)  # the corpus' clusters, other draws
+        if size == args.sizes[0]:
+            idle = measure("idle", store, queries, args.k, args.workdir / "ids_idle.npy", knobs)
+            print(f"the same process without a search (interpreter, numpy, faiss, torch, the queries): peak RssAnon "
+                  f"{idle['anon_gb']:.2f} GB, RssFile {idle['file_gb']:.2f} GB\n")  # fmt: skip
         rows, reference = exact_part(args, knobs, size, store, queries)
         exact_rows += rows
         if size == args.ann_size and args.ann and reference is not None:

@@ -156,6 +156,7 @@ def test_factory_strings_and_list_count() -> None:
         ({"nprobe": 0}, "search.nprobe must be an integer >= 1"),
         ({"block_rows": True}, "search.block_rows must be an integer"),
         ({"pq_nbits": 20}, "search.pq_nbits must be at most 16"),
+        ({"gpu": "yes"}, "search.gpu must be true or false"),
         ({"probes": 3}, "search: .*probes"),
     ],
 )

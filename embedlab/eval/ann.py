@@ -52,6 +52,8 @@ class SearchSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"search.{name} must be an integer >= {minimum}, got {value!r}")
+        if not isinstance(self.gpu, bool):
+            raise ConfigError(f"search.gpu must be true or false, got {self.gpu!r}")
         if self.pq_nbits > 16:
             raise ConfigError(f"search.pq_nbits must be at most 16, got {self.pq_nbits}")
 
