@@ -130,6 +130,18 @@ def test_embedlab_mine_writes_a_training_file(small_scifact: Path, mined: Path) 
     assert pairs and all(len(p.negatives) == 2 for p in pairs)
 
 
+def test_embedlab_mine_blocked_search_writes_the_same_file(small_scifact: Path, mined: Path, env) -> None:
+    """search.method=blocked (exact, corpus in blocks of 16 rows) mines the very file the flat index mined; the
+    embeddings come from the module's cache, so only the search differs."""
+    out = mined.parent / "blocked"
+    overrides = ("mining=adaptive", "mining.num_negatives=4", "search.method=blocked", "search.block_rows=16")
+    proc = mine_cli(out, small_scifact, *overrides, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "negatives.jsonl").read_bytes() == (mined / "negatives.jsonl").read_bytes()
+    assert json.loads((out / "mining_report.json").read_text())["search"] == {"method": "blocked"}
+    assert json.loads((mined / "mining_report.json").read_text())["search"] == {"method": "exact"}
+
+
 def test_embedlab_mine_bad_config_fails_before_work(small_scifact: Path, tmp_path: Path, env) -> None:
     out = tmp_path / "bad"
     proc = mine_cli(out, small_scifact, "mining.max_rank=500", env=env)

@@ -3,6 +3,7 @@
 embedlab-mine                                             # MiniLM, SciFact train, rank window 1-100, 8 negatives
 embedlab-mine mining=adaptive mining.min_rank=10          # adaptive per-query margin
 embedlab-mine model=mpnet mining=relative mining.relative=0.9 data.path=/data/my_beir_folder
+embedlab-mine search.method=blocked search.block_rows=100000   # exact, in bounded memory (or ivf_flat | ivf_pq | hnsw)
 
 Run directory: negatives.jsonl (the training file: query, positives, negatives, their scores), mining_report.json
 (what each filter dropped; false negatives under hidden positives), score_histogram.png, config.yaml, manifest.json.

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from embedlab.config import schema  # noqa: F401  (registers the typed schemas before any compose)
 from embedlab.errors import ConfigError
+from embedlab.eval.ann import SearchSettings, settings_from
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.runner import EvalSettings, check_settings
 from embedlab.hub import resolve_model
@@ -93,6 +94,14 @@ def eval_settings(node: DictConfig) -> EvalSettings:
     if "k_values" in given:
         given["k_values"] = tuple(given["k_values"])
     given["dims"] = given.get("dims") or [None]
+    given["search"] = search_settings(given.get("search"))
     settings = EvalSettings(**given)
     check_settings(settings)
     return settings
+
+
+def search_settings(node: DictConfig | dict | None) -> SearchSettings:
+    """SearchSettings from a `search` config node (eval.search, embedlab-mine's search); absent = exact search."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    return settings_from(node)

@@ -15,6 +15,8 @@ import numpy as np
 from embedlab.data import RetrievalData
 from embedlab.errors import ConfigError
 from embedlab.eval import quantize, search
+from embedlab.eval.ann import SearchSettings
+from embedlab.eval.ann import search as search_corpus
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.metrics import DEFAULT_K, retrieval_metrics
 
@@ -30,6 +32,7 @@ class RetrievalSettings:
     binary_rescore: int = 4  # binary: rescore top k×this by float query · ±1 doc; 0 = Hamming order only
     batch_size: int = 64  # encoding batch size
     ignore_identical_ids: bool = False  # drop a retrieved doc whose id equals the query id (BEIR, ArguAna)
+    search: SearchSettings = field(default_factory=SearchSettings)  # float32 / int8 cells: exact, blocked or ANN
 
 
 @dataclass
@@ -39,23 +42,25 @@ class RetrievalResult:
     run: dict[str, dict[str, float]]  # ranked docs of the first cell, for run files
 
 
-def _search_cell(q: np.ndarray, d: np.ndarray, precision: str, k: int, rescore: int) -> tuple[np.ndarray, np.ndarray]:
-    if precision == "float32":
-        return search.search_inner_product(q, d, k)
-    if precision == "int8":
-        # Documents stored as int8 (calibrated on the corpus itself); queries stay float, as in asymmetric
+def _search_cell(
+    q: np.ndarray, d: np.ndarray, precision: str, k: int, rescore: int, how: SearchSettings
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(scores, rows, recall of an approximate search against exact) for one cell; binary cells search exactly."""
+    if precision in ("float32", "int8"):
+        # int8: documents stored as int8 (calibrated on the corpus itself); queries stay float, as in asymmetric
         # scalar quantization: the score is q · dequantize(d).
-        return search.search_inner_product(q, quantize.stored(d, "int8"), k)
+        outcome = search_corpus(q, d if precision == "float32" else quantize.stored(d, "int8"), k, how)
+        return outcome.scores, outcome.rows, outcome.recall
     dim = d.shape[1]
     d_bits = quantize.to_binary(d)
     if rescore <= 0:
         dist, idx = search.search_hamming(quantize.to_binary(q), d_bits, k)
-        return -dist.astype(np.float32), idx
+        return -dist.astype(np.float32), idx, None
     _, cand = search.search_hamming(quantize.to_binary(q), d_bits, k * rescore)
     signs = quantize.unpack_signs(d_bits, dim)
     scores = np.einsum("qd,qkd->qk", q, signs[cand])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(cand, order, 1)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(cand, order, 1), None
 
 
 def _to_run(
@@ -98,6 +103,9 @@ def evaluate_retrieval(
     query_encoder = query_encoder or doc_encoder
     quantize.check_precisions(s.precisions)
     quantize.check_dims(s.dims, doc_encoder.dim)  # before encoding, not after
+    s.search.check()
+    for dim in quantize.grid_dims(s.dims, doc_encoder.dim):
+        s.search.check_dim(dim or doc_encoder.dim)
     check_same_dim(query_encoder, doc_encoder)
     dids, qids = list(data.corpus), [q for q in data.qrels if q in data.queries]
     docs = encode_cached(
@@ -117,9 +125,11 @@ def evaluate_retrieval(
     for dim in quantize.grid_dims(s.dims, docs.shape[1]):
         d, q = quantize.truncate(np.asarray(docs), dim), quantize.truncate(np.asarray(queries), dim)
         for precision in s.precisions:
-            scores, idx = _search_cell(q, d, precision, k, s.binary_rescore)
+            scores, idx, recall = _search_cell(q, d, precision, k, s.binary_rescore, s.search)
             run = _to_run(scores, idx, qids, dids, s.top_k, s.ignore_identical_ids)
             metrics, per_query = retrieval_metrics(data.qrels, run, s.k_values)
+            if recall is not None:  # how much of exact retrieval the approximate index found, beside the metrics
+                metrics[f"search_recall_at_{min(k, len(dids))}"] = recall
             rows.append({"dim": dim or docs.shape[1], "precision": precision, **metrics})
             if first is None:
                 first = RetrievalResult(rows, per_query, run)

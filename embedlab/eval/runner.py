@@ -18,6 +18,7 @@ from pathlib import Path
 
 from embedlab.data import RetrievalData, StsPairs, get_task, load_task
 from embedlab.errors import ConfigError
+from embedlab.eval.ann import SearchSettings
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.eval.metrics import DEFAULT_K, check_k_values
 from embedlab.eval.mteb_tasks import check_source, check_task_names, evaluate_mteb_task, is_mteb_task
@@ -42,6 +43,7 @@ class EvalSettings:
     max_docs: int | None = None  # corpus cap (judged docs always kept)
     run_depth: int = 100  # documents per query written to runs/<task>.trec
     mteb_source: str = "auto"  # data of mteb:<Name> tasks: auto (local copy if any, else hub) | local | hub
+    search: SearchSettings = field(default_factory=SearchSettings)  # how retrieval searches the corpus (eval/ann.py)
 
 
 def check_settings(s: EvalSettings, dim: int | None = None) -> None:
@@ -55,6 +57,10 @@ def check_settings(s: EvalSettings, dim: int | None = None) -> None:
     check_k_values(s.k_values)
     check_dims(list(s.dims), dim)
     check_source(s.mteb_source)
+    s.search.check()
+    if dim is not None:
+        for d in grid_dims(list(s.dims), dim):
+            s.search.check_dim(d or dim)
     for name, minimum in (("top_k", 1), ("batch_size", 1), ("binary_rescore", 0), ("run_depth", 0)):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -105,6 +111,7 @@ def evaluate_task(
                 binary_rescore=s.binary_rescore,
                 batch_size=s.batch_size,
                 ignore_identical_ids=spec.ignore_identical_ids,
+                search=s.search,
             ),
             cache=cache,
         )

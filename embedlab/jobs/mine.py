@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedlab.config.build import build_encoder
+from embedlab.config.build import build_encoder, search_settings
 from embedlab.data import load_beir, resolve_data_path
 from embedlab.eval.cache import EmbeddingCache
 from embedlab.manifest import build_manifest, write_run_record
@@ -17,6 +17,7 @@ from embedlab.report.table import format_table
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     selection, top_k = selection_from_config(OmegaConf.to_container(cfg.mining, resolve=True))
+    search = search_settings(cfg.get("search"))
     docs = build_encoder(cfg.model, frozen=True)
     queries = build_encoder(cfg.query_model, frozen=True) if cfg.query_model else docs
     data = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
@@ -28,6 +29,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         top_k=top_k,
         batch_size=cfg.batch_size,
         cache=EmbeddingCache() if cfg.cache else None,
+        search=search,
     )
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else out_dir / cfg.output
     report = write_mining_outputs(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedlab.errors import ConfigError
-from embedlab.eval.search import search_inner_product
+from embedlab.eval.ann import SearchSettings, search
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,27 @@ def later_repeats(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def retrieve(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, corpus rows) per query by inner product, [Q, k] each; k larger than the corpus is clipped
-    with a warning, an empty corpus is an error."""
+def retrieve(
+    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, how: SearchSettings | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, corpus rows) per query by inner product, [Q, k] each, searched as `how` says (exact by
+    default); k larger than the corpus is clipped with a warning, an empty corpus is an error."""
+    scores, index, _ = retrieve_with_recall(query_emb, doc_emb, k, how)
+    return scores, index
+
+
+def retrieve_with_recall(
+    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, how: SearchSettings | None = None
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """`retrieve`, plus an approximate search's recall@k against exact (None for exact methods)."""
     n_docs = len(doc_emb)
     if n_docs == 0:
         raise ConfigError("the corpus is empty: nothing to mine")
     if k > n_docs:
         log.warning("top_k=%d is larger than the corpus (%d documents): retrieving all of them", k, n_docs)
         k = n_docs
-    scores, index = search_inner_product(query_emb, doc_emb, k)
-    return np.where(index >= 0, scores, -np.inf), index
+    found = search(query_emb, doc_emb, k, how)
+    return np.where(found.rows >= 0, found.scores, -np.inf), found.rows, found.recall
 
 
 def flag_candidates(

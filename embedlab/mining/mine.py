@@ -15,8 +15,9 @@ import numpy as np
 
 from embedlab.data.beir import RetrievalData
 from embedlab.errors import ConfigError
+from embedlab.eval.ann import SearchSettings
 from embedlab.eval.cache import EmbeddingCache, encode_cached
-from embedlab.mining.candidates import CandidateTable, flag_candidates, retrieve
+from embedlab.mining.candidates import CandidateTable, flag_candidates, retrieve_with_recall
 from embedlab.mining.select import FILTERS, Selection, SelectionConfig, select_negatives
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class MiningResult:
     counts: dict[str, int]  # what each filter dropped, what was left, what was sampled
     diagnostics: dict  # false negatives under hidden positives
     scores: dict[str, np.ndarray]  # positive / kept / dropped-by-margin scores, for the histogram
+    search: dict | None = None  # how candidates were retrieved: method, and an approximate one's recall@top_k
 
 
 def query_positives(data: RetrievalData) -> tuple[list[str], list[list[int]]]:
@@ -105,9 +107,13 @@ def mine(
     top_k: int = 100,
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
+    search: SearchSettings | None = None,
 ) -> MiningResult:
-    """Negatives for every query of `data` with a judged document in its corpus (see the module docstring)."""
+    """Negatives for every query of `data` with a judged document in its corpus (see the module docstring);
+    candidates are searched as `search` says (exact by default)."""
     cfg.check()
+    search = search or SearchSettings()
+    search.check()
     query_ids, positives = query_positives(data)
     if not query_ids:
         raise ConfigError(f"{data.name}: no query has a judged-relevant document in the corpus; nothing to mine")
@@ -117,7 +123,8 @@ def mine(
         query_encoder, [data.queries[q] for q in query_ids], kind="query", cache=cache, batch_size=batch_size
     )
     d_emb = encode_cached(doc_encoder, doc_texts, kind="document", cache=cache, batch_size=batch_size)
-    retrieved = retrieve(q_emb, d_emb, top_k)
+    scores, rows, recall = retrieve_with_recall(q_emb, d_emb, top_k, search)
+    retrieved = (scores, rows)
     table = flag_candidates(retrieved, q_emb, d_emb, doc_texts, positives)
     sel = select_negatives(table.scores, table.is_positive, table.is_duplicate, table.positive_score, cfg)
     counts = {"queries": len(query_ids), "candidates": int(np.isfinite(table.scores).sum()), **sel.counts()}
@@ -132,6 +139,7 @@ def mine(
             "sampled negatives": table.scores[sampled],
             "dropped by margin": table.scores[sel.dropped["margin"]],
         },
+        search={"method": search.method, **({"recall_at_top_k": recall} if recall is not None else {})},
     )
 
 

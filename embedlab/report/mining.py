@@ -17,6 +17,8 @@ def write_mining_outputs(
     `label` names the mined set in the plot title (e.g. "scifact train")."""
     write_jsonl_atomic(negatives_path, result.records)
     report = {"counts": result.counts, "false_negatives": result.diagnostics, "selection": selection.__dict__}
+    if result.search is not None:
+        report["search"] = result.search
     write_json_atomic(report_dir / "mining_report.json", report)
     s = selection
     histogram_png(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from embedlab.config.build import build_encoder, build_scorer
+from embedlab.config.build import build_encoder, build_scorer, search_settings
 from embedlab.config.check import check_teachers
 from embedlab.data import load_beir, resolve_data_path
 from embedlab.errors import ConfigError
@@ -67,7 +67,10 @@ def mine_before_training(
     selection, top_k = mining
     miner = build_encoder(cfg.mining_model, frozen=True) if cfg.mining_model else student
     corpus = load_beir(resolve_data_path(cfg.data.path, cfg.data.root), split=cfg.data.split)
-    result = mine(corpus, miner, miner, selection, top_k=top_k, batch_size=cfg.eval.batch_size, cache=cache)
+    search = search_settings(cfg.eval.get("search"))  # the run's eval.search: one setting for every corpus search
+    result = mine(
+        corpus, miner, miner, selection, top_k=top_k, batch_size=cfg.eval.batch_size, cache=cache, search=search
+    )
     negatives = out_dir / "mining" / "negatives.jsonl"
     write_mining_outputs(result, negatives, negatives.parent, selection, f"{corpus.name} {cfg.data.split}")
     cfg.data.negatives_file = str(negatives)  # the recorded config says where this run's negatives came from
