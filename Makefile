@@ -31,7 +31,8 @@ install: $(STAMP)
 
 # The main job: LEAF distillation (mpnet teacher -> MiniLM + projection 384->768) trained on unlabeled SciFact text,
 # evaluated on SciFact test (teacher, student, asymmetric) and STSb; the run lands in outputs/train/<time>/.
-# First run ~23 min on 2 cores (the teacher's passes dominate, then cached); a rerun ~7 min.
+# The teacher's passes dominate the first run and are cached; a rerun takes ~15 min on 2 AVX2-only cores (times by CPU
+# kind: experiments/README.md, "Main job timings").
 demo: install
 	$(BIN)/embedlab-train experiment=leaf_demo
 
