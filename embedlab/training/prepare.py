@@ -106,7 +106,6 @@ def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cach
         chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
-        compile=cfg.step.compile,
     )
     counter = BatchCounter(data.source_names)
     return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
