@@ -189,7 +189,6 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
         chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
-        compile=cfg.step.compile,
     )
     if cfg.projection.init == "ridge":
         assert table is not None  # config/check.py: ridge needs cached teacher embeddings
