@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import time
 
 import numpy as np
 import torch
-from frozen_pass import MODELS, commit, cpu_info
+from frozen_pass import MODELS, commit, cpu_info, time_rotating
 
 from embedlab.data import load_task
 from embedlab.data.batching import width_keeping_batches
@@ -64,24 +63,10 @@ def main() -> None:
     batches = [order[s : s + args.batch_size] for s in range(0, len(texts), args.batch_size)]
     sorted_lengths = [lengths[i] for i in order]
 
-    def encode(idx: np.ndarray, budget: int | None) -> np.ndarray:
-        return encoder.encode([texts[i] for i in idx], args.batch_size, show_progress=False, max_batch_tokens=budget)
+    def contender(budget: int | None):
+        return lambda batch: encoder.encode(batch, args.batch_size, show_progress=False, max_batch_tokens=budget)
 
-    for budget in budgets:
-        encode(batches[0], budget)  # warm-up: first-call allocations
-    times: dict[int | None, list[float]] = {b: [] for b in budgets}
-    vectors = {b: np.zeros((len(texts), encoder.dim), dtype=np.float32) for b in budgets}
-    for r in range(args.repeats):
-        total = dict.fromkeys(budgets, 0.0)
-        for k, idx in enumerate(batches):
-            turn = (k + r) % len(budgets)
-            for budget in budgets[turn:] + budgets[:turn]:
-                started = time.perf_counter()
-                vectors[budget][idx] = encode(idx, budget)
-                total[budget] += time.perf_counter() - started
-        for budget in budgets:
-            times[budget].append(total[budget])
-        print(f"  repeat {r + 1}: " + ", ".join(f"{b or 'none'} {total[b]:.1f} s" for b in budgets), flush=True)
+    times, vectors = time_rotating({b: contender(b) for b in budgets}, texts, batches, args.repeats)
 
     rows = []
     for budget in budgets:

@@ -103,6 +103,34 @@ def ndcg10(encode: Callable, data, doc_vectors: np.ndarray, dids: list[str]) -> 
     return retrieval_metrics(data.qrels, run, (10,))[0]["ndcg_at_10"]
 
 
+def time_rotating(
+    contenders: dict, texts: list[str], batches: list[np.ndarray], repeats: int
+) -> tuple[dict[object, list[float]], dict[object, np.ndarray]]:
+    """Each contender (key -> encode(list of texts)) over the same batches, taking turns batch by batch with the order
+    rotating, so other load on a shared CPU falls on all of them alike. Returns each one's seconds per repeat and its
+    vectors in input order. One untimed warm-up batch each first (first-call allocations, lazy compilation)."""
+    for encode in contenders.values():
+        encode([texts[i] for i in batches[0]])
+    keys = list(contenders)
+    times: dict[object, list[float]] = {k: [] for k in keys}
+    vectors = {k: np.zeros((len(texts), 0), dtype=np.float32) for k in keys}
+    for r in range(repeats):
+        total = dict.fromkeys(keys, 0.0)
+        for b, idx in enumerate(batches):
+            turn = (b + r) % len(keys)
+            for key in keys[turn:] + keys[:turn]:
+                started = time.perf_counter()
+                out = np.asarray(contenders[key]([texts[i] for i in idx]), dtype=np.float32)
+                total[key] += time.perf_counter() - started
+                if vectors[key].shape[1] != out.shape[1]:
+                    vectors[key] = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+                vectors[key][idx] = out
+        for key in keys:
+            times[key].append(total[key])
+        print(f"  repeat {r + 1}: " + ", ".join(f"{k} {total[k]:.1f} s" for k in keys), flush=True)
+    return times, vectors
+
+
 def bench_model(name: str, args, data, texts: list[str], dids: list[str], peak: float | None) -> list[dict]:
     folder = resolve_model(MODELS[name])
     print(f"\n{name} ({MODELS[name]}), {len(texts)} documents, max {args.max_length} tokens, batch {args.batch_size}")
@@ -123,25 +151,7 @@ def bench_model(name: str, args, data, texts: list[str], dids: list[str], peak: 
     # other load on a shared CPU falls on all of them alike.
     order = np.argsort([-n for n in lengths], kind="stable")
     batches = [order[s : s + args.batch_size] for s in range(0, len(texts), args.batch_size)]
-    for encode in contenders.values():
-        encode([texts[i] for i in batches[0]])  # warm-up: first-call allocations, lazy compilation
-    keys = list(contenders)
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    vectors = {k: np.zeros((len(texts), 0), dtype=np.float32) for k in keys}
-    for r in range(args.repeats):
-        total = dict.fromkeys(keys, 0.0)
-        for b, idx in enumerate(batches):
-            turn = (b + r) % len(keys)
-            for key in keys[turn:] + keys[:turn]:
-                started = time.perf_counter()
-                out = np.asarray(contenders[key]([texts[i] for i in idx]), dtype=np.float32)
-                total[key] += time.perf_counter() - started
-                if vectors[key].shape[1] != out.shape[1]:
-                    vectors[key] = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
-                vectors[key][idx] = out
-        for key in keys:
-            times[key].append(total[key])
-        print(f"  repeat {r + 1}: " + ", ".join(f"{k} {total[k]:.1f} s" for k in keys), flush=True)
+    times, vectors = time_rotating(contenders, texts, batches, args.repeats)
     st_key, ref_key = "sentence-transformers (torch)", "embedlab torch"
     rows = []
     for key, encode in contenders.items():
