@@ -92,21 +92,30 @@ def mixture_data(data: DictConfig, student: Encoder, seed: int) -> MixtureDataMo
     )
 
 
-def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
-    """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
-    data = mixture_data(cfg.data, student, cfg.seed)
-    teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
-    checks.loss.partial = True  # each term on the batches that hold its inputs
-    module = EmbeddingModule(
+def build_module(
+    cfg: DictConfig, checks: TrainChecks, student: Encoder, teacher: Encoder | None, table: TeacherTable | None = None
+) -> EmbeddingModule:
+    """The Lightning module with the run's step strategies (`step.*`) and non-finite policy: one place for both paths.
+    With a cached teacher table the teacher model stays out of the module (its targets are looked up)."""
+    return EmbeddingModule(
         student,
         checks.loss,
         checks.optim,
-        teacher=teacher,
+        teacher=teacher if table is None else None,
+        teacher_table=table,
         chunk_size=cfg.step.chunk_size,
         chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
     )
+
+
+def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
+    """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
+    data = mixture_data(cfg.data, student, cfg.seed)
+    teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
+    checks.loss.partial = True  # each term on the batches that hold its inputs
+    module = build_module(cfg, checks, student, teacher)
     counter = BatchCounter(data.source_names)
     return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
 
@@ -179,17 +188,7 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in data.all_examples]
     teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
-    module = EmbeddingModule(
-        student,
-        checks.loss,
-        checks.optim,
-        teacher=teacher if table is None else None,
-        teacher_table=table,
-        chunk_size=cfg.step.chunk_size,
-        chunk_tokens=cfg.step.chunk_tokens,
-        gather=cfg.step.gather,
-        nonfinite=cfg.nonfinite,
-    )
+    module = build_module(cfg, checks, student, teacher, table)
     if cfg.projection.init == "ridge":
         assert table is not None  # config/check.py: ridge needs cached teacher embeddings
         init_projection(student, texts, data.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
