@@ -1,6 +1,7 @@
 """The typed schemas of the Hydra configs, registered in Hydra's ConfigStore: each default is written once, here or
-in the dataclass it builds (EncoderConfig, OptimConfig, EvalSettings), and a value of the wrong type fails when the
-config is composed, naming its key. The YAML presets keep only what differs (`defaults: [schema, _self_]`).
+in the dataclass it builds (EncoderConfig, OptimConfig, EvalSettings, each loss's settings, TextSource), and a value
+of the wrong type or an unknown key fails when the config is composed, naming its key. The YAML presets keep only what
+differs (`defaults: [schema, _self_]`; data/<kind>_schema for data, loss/<name>_schema for losses).
 
 What a schema cannot state (a string's allowed values, one knob against another) is `embedlab.config.check`."""
 
@@ -12,8 +13,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from embedlab.data.training import TextSource
 from embedlab.eval.runner import EvalSettings
 from embedlab.lit.optim import OptimConfig
+from embedlab.losses import LOSSES
 from embedlab.mining.select import SelectionConfig
 from embedlab.models import EncoderConfig
 
@@ -150,19 +153,55 @@ class MixtureEntryConfig:
 
 
 @dataclass
-class MixtureDataConfig:
+class DataConfig:
+    """What every conf/data entry carries: where the data is and how its examples become batches. Each kind has
+    its schema, stored as data/<kind>_schema: a preset starts with `defaults: [<kind>_schema, _self_]`."""
+
+    kind: str = MISSING  # text | pairs | scored | mixture (the schema sets it)
+    root: str | None = None  # data root; null = $EMBEDLAB_DATA, then ../shared/data, then ~/.cache/embedlab/data
+    batch_size: int = 32  # examples per optimizer step (per device)
+    max_length: int = 256  # student tokens per text
+    group_by_length: bool = True  # batch similar lengths together (less padding)
+    drop_last: bool = True  # drop each source's short last batch (keeps in-batch negatives comparable)
+    heldout: int = 0  # examples held out of training (text: to measure the student–teacher cosine on them)
+
+
+@dataclass
+class TextDataConfig(DataConfig):
+    """data.kind=text: plain texts (distillation), one batch stream per source (embedlab/data/training.py)."""
+
+    kind: str = "text"  # plain texts: the query field of each example
+    sources: list[TextSource] = MISSING  # the text sources, each its own batch stream
+
+
+@dataclass
+class PairsDataConfig(DataConfig):
+    """data.kind=pairs: (query, positive, hard negatives) from BEIR qrels or a generated-query file."""
+
+    kind: str = "pairs"  # (query, positive, negatives) tuples
+    path: str = MISSING  # BEIR folder, or a JSONL(.gz) of generated-query pairs; relative to the data root
+    split: str = "train"  # qrels split (unused for a JSONL file: every line is a training pair)
+    negatives_file: str | None = None  # mined negatives ({"query_id", "negative_ids"} JSONL; BEIR folders only)
+    num_negatives: int = 0  # hard negatives per query (queries with fewer are skipped)
+
+
+@dataclass
+class ScoredDataConfig(DataConfig):
+    """data.kind=scored: scored candidate lists for kl_distill / margin_mse (what embedlab-score writes)."""
+
+    kind: str = "scored"  # (query, candidates, teacher scores) lists
+    path: str = MISSING  # JSONL written by embedlab-score
+    num_candidates: int = 8  # candidates per query (longer lists are cut, shorter skipped)
+
+
+@dataclass
+class MixtureDataConfig(DataConfig):
     """data=mixture_*: several datasets, one per batch (embedlab/data/mixture.py, embedlab/lit/mixture.py)."""
 
     kind: str = "mixture"  # the data module: mixture
     mixture: list[MixtureEntryConfig] = field(default_factory=list)  # the datasets
-    root: str | None = None  # data root; null = $EMBEDLAB_DATA, then ../shared/data, then ~/.cache/embedlab/data
     temperature: float = 1.0  # with no weights: sample dataset d ∝ size_d^(1/temperature) (1 = one pass each)
     on_bad_row: str = "error"  # a malformed row: error (file, line, field) | skip (counted and logged)
-    batch_size: int = 32  # examples per optimizer step (per device)
-    max_length: int = 256  # student tokens per text unless an entry says otherwise
-    group_by_length: bool = True  # batch similar lengths together (less padding)
-    drop_last: bool = True  # drop each dataset's short last batch (keeps in-batch negatives comparable)
-    heldout: int = 0  # held-out examples: must be 0 for a mixture
 
 
 @dataclass
@@ -171,8 +210,8 @@ class TrainConfig:
 
     model: Any = MISSING  # the student: a conf/model/ entry (schema: EncoderConfig)
     teacher: Any = MISSING  # conf/teacher/ (schema: TeacherConfig)
-    loss: Any = MISSING  # one or several conf/loss/ entries
-    data: Any = MISSING  # conf/data/ (its keys depend on data.kind)
+    loss: Any = MISSING  # one or several conf/loss/ entries (schema: LOSSES[name].settings, embedlab/losses)
+    data: Any = MISSING  # conf/data/ (schema: DATA_SCHEMAS[data.kind])
     mining: Any = MISSING  # conf/mining/ (schema: MiningConfig)
     teacher_scores: Any = MISSING  # conf/teacher_scores/
     trainer: Any = MISSING  # conf/trainer/ (schema: TrainerConfig)
@@ -197,6 +236,7 @@ GROUP_SCHEMAS = {
     "mining": MiningConfig,
     "logger": LoggerConfig,
 }
+DATA_SCHEMAS = {c.kind: c for c in (TextDataConfig, PairsDataConfig, ScoredDataConfig, MixtureDataConfig)}
 
 
 def register() -> None:
@@ -206,7 +246,10 @@ def register() -> None:
     for group, node in GROUP_SCHEMAS.items():
         cs.store(group=group, name=SCHEMA, node=node)
     cs.store(group="teacher", name="file_schema", node=TeacherFileConfig)
-    cs.store(group="data", name="mixture_schema", node=MixtureDataConfig)
+    for kind, node in DATA_SCHEMAS.items():
+        cs.store(group="data", name=f"{kind}_schema", node=node)
+    for name, loss in LOSSES.items():  # conf/loss/<name>.yaml: `defaults: [<name>_schema@_here_, _self_]`
+        cs.store(group="loss", name=f"{name}_schema", node=loss.settings)
 
 
 register()

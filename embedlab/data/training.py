@@ -57,17 +57,33 @@ def example_text(example: Example) -> str:
 
 
 TEXT_SOURCES = ("beir_corpus", "beir_sentences", "beir_queries", "sts_sentences", "jsonl")
+
+
+@dataclass
+class TextSource:
+    """One text source (a `data.sources` entry of data.kind=text; its schema too)."""
+
+    name: str  # ids become "<name>:<id in the source>"; each source is its own batch stream
+    type: str  # beir_corpus | beir_sentences | beir_queries | sts_sentences | jsonl
+    path: str  # BEIR folder, STS file or JSONL file, relative to the data root
+    split: str = "train"  # beir_queries: the qrels split; sts_sentences: the split
+    limit: int | None = None  # keep the first N texts (null = all)
+    text_field: str = "text"  # jsonl: the field holding the text
+    id_field: str = "id"  # jsonl: the field holding the id (absent: the line number)
+
+
 # Sentence boundary: end punctuation, whitespace, then an upper-case letter or digit (abstracts are well-formed).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 MIN_SENTENCE_CHARS = 20  # shorter fragments ("(n = 12).") carry little meaning for distillation
 
 
-def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> list[TextExample]:
-    """One text source from config: {name, type, path, split?, text_field?, id_field?, limit?}."""
-    name, kind, limit = source.get("name"), source.get("type"), source.get("limit")
-    if not name or kind not in TEXT_SOURCES:
-        raise ConfigError(f"text source {dict(source)} needs a name and a type in {TEXT_SOURCES}")
-    path = resolve_data_path(str(source["path"]), root)
+def read_texts(source: TextSource | Mapping[str, Any], root: str | Path | None = None) -> list[TextExample]:
+    """One text source: a `TextSource`, or a mapping of its fields ({name, type, path, split?, limit?, ...})."""
+    source = source if isinstance(source, TextSource) else TextSource(**source)
+    name, kind, limit = source.name, source.type, source.limit
+    if kind not in TEXT_SOURCES:
+        raise ConfigError(f"text source '{name}': type {kind!r} is not one of {', '.join(TEXT_SOURCES)}")
+    path = resolve_data_path(str(source.path), root)
     if kind in ("beir_corpus", "beir_sentences"):
         corpus = find_data_file(path, "corpus.jsonl")
         if corpus is None:
@@ -81,13 +97,13 @@ def read_texts(source: Mapping[str, Any], root: str | Path | None = None) -> lis
                 if len(sent) >= MIN_SENTENCE_CHARS
             ]
     elif kind == "beir_queries":
-        data = load_beir(path, split=source.get("split", "train"))
+        data = load_beir(path, split=source.split)
         items = list(data.queries.items())
     elif kind == "sts_sentences":
-        pairs = load_sts(path, split=source.get("split", "train"))
+        pairs = load_sts(path, split=source.split)
         items = [(f"s{i}", s) for i, s in enumerate(dict.fromkeys(pairs.sentences1 + pairs.sentences2))]
     else:
-        items = list(_jsonl_texts(path, source.get("id_field", "id"), source.get("text_field", "text")))
+        items = list(_jsonl_texts(path, source.id_field, source.text_field))
     items = items[:limit] if limit else items
     kept = [TextExample(f"{name}:{i}", t) for i, t in items if t.strip()]
     if len(kept) < len(items):  # only JSONL sources may hold blank texts: skipped, and said so

@@ -1,6 +1,7 @@
 """The loss zoo. Losses are pure functions of an `Embeddings` record; `build_loss` composes them from config.
 
-Config shape (the `loss` group; several may be selected, `loss=[infonce,kl_distill]`):
+Config shape (the `loss` group; several may be selected, `loss=[infonce,kl_distill]`; each entry's knobs and their
+defaults are its loss's `settings`, losses/settings.py):
 
     loss:
       infonce: {weight: 1.0, temperature: 0.05, ..., matryoshka_dims: null}
@@ -9,9 +10,11 @@ Config shape (the `loss` group; several may be selected, `loss=[infonce,kl_disti
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from embedlab.errors import ConfigError
 from embedlab.losses.base import Embeddings, Loss, LossOutput
@@ -22,6 +25,7 @@ from embedlab.losses.kl_distill import KLDistill
 from embedlab.losses.leaf import Leaf
 from embedlab.losses.margin_mse import MarginMSE
 from embedlab.losses.matryoshka import Matryoshka
+from embedlab.losses.settings import LossSettings
 
 LOSSES: dict[str, type[Loss]] = {
     "leaf": Leaf,
@@ -30,40 +34,38 @@ LOSSES: dict[str, type[Loss]] = {
     "kl_distill": KLDistill,
     "margin_mse": MarginMSE,
 }
-# Keys every loss entry may carry besides its own arguments.
-COMMON_KEYS = {"weight", "matryoshka_dims", "matryoshka_weights", "hn_mixing"}
 
 
-def build_one(name: str, settings: Mapping[str, Any]) -> tuple[float, Loss]:
+def loss_settings(name: str, given: Mapping[str, Any] | LossSettings) -> LossSettings:
+    """A loss entry as its typed settings: a composed entry, or a plain mapping checked against the same schema (an
+    unknown key or a wrong type fails naming it); absent knobs take the schema's defaults."""
     if name not in LOSSES:
         raise ConfigError(f"unknown loss '{name}'; known losses: {', '.join(sorted(LOSSES))}")
-    settings = dict(settings)
-    weight = float(settings.pop("weight", 1.0))
-    dims = settings.pop("matryoshka_dims", None)
-    dim_weights = settings.pop("matryoshka_weights", None)
-    mixing = settings.pop("hn_mixing", None)
-    if mixing and mixing.get("enabled", False):
-        if LOSSES[name] is not InfoNCE:
-            raise ConfigError(f"loss.{name}.hn_mixing: hard-negative mixing applies to infonce losses only")
-        try:
-            settings["mixing"] = HardNegativeMixing(**{k: v for k, v in mixing.items() if k != "enabled"})
-        except TypeError as e:  # a misspelt mixing key: name it, as for the loss's own keys below
-            accepted = sorted(set(inspect.signature(HardNegativeMixing).parameters) - {"generator"} | {"enabled"})
-            raise ConfigError(f"loss.{name}.hn_mixing: {e}; accepted keys: {', '.join(accepted)}") from None
-    cls = LOSSES[name]
+    if isinstance(given, LossSettings):
+        return given
     try:
-        loss = cls(**settings)
-    except TypeError as e:  # an unknown or misspelt key: name it, and list what the loss accepts
-        accepted = sorted(set(inspect.signature(cls).parameters) | COMMON_KEYS)
-        raise ConfigError(f"loss.{name}: {e}; accepted keys: {', '.join(accepted)}") from None
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LOSSES[name].settings), dict(given)))
+    except OmegaConfBaseException as e:
+        key = f"loss.{name}.{e.full_key}" if getattr(e, "full_key", None) else f"loss.{name}"
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+
+
+def build_one(name: str, given: Mapping[str, Any] | LossSettings) -> tuple[float, Loss]:
+    settings = loss_settings(name, given)
+    arguments = settings.arguments()
+    mixing = arguments.pop("hn_mixing", None)  # infonce only: its schema is the only one with the key
+    if mixing is not None and mixing.enabled:
+        arguments["mixing"] = HardNegativeMixing(mixing.num, mixing.top_k, mixing.kinds)
+    try:
+        loss = LOSSES[name](**arguments)
     except ConfigError as e:  # an impossible value (a temperature ≤ 0): say which loss's key it is
         raise ConfigError(f"loss.{name}: {e}") from None
-    if dims:
-        loss = Matryoshka(loss, list(dims), list(dim_weights) if dim_weights else None)
-    return weight, loss
+    if settings.matryoshka_dims:
+        loss = Matryoshka(loss, list(settings.matryoshka_dims), settings.matryoshka_weights or None)
+    return settings.weight, loss
 
 
-def build_loss(config: Mapping[str, Mapping[str, Any]]) -> WeightedSum:
+def build_loss(config: Mapping[str, Mapping[str, Any] | LossSettings]) -> WeightedSum:
     """`{name: settings}` → a weighted sum; fails before any work on unknown names or impossible values."""
     if not config:
         raise ConfigError(f"no loss configured; choose from {', '.join(sorted(LOSSES))} (e.g. loss=infonce)")
@@ -79,8 +81,10 @@ __all__ = [
     "Leaf",
     "Loss",
     "LossOutput",
+    "LossSettings",
     "MarginMSE",
     "Matryoshka",
     "WeightedSum",
     "build_loss",
+    "loss_settings",
 ]

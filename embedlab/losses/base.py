@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from embedlab.errors import ConfigError
+from embedlab.losses.settings import LossSettings
 
 EMBEDDING_FIELDS = ("query", "positive", "negatives", "candidates")
 
@@ -66,9 +67,10 @@ class LossOutput:
 
 
 class Loss(torch.nn.Module):
-    """Base class: subclasses set `requires` and implement `forward(emb) -> LossOutput`."""
+    """Base class: subclasses set `requires` and `settings` (losses/settings.py) and implement `forward`."""
 
     requires: ClassVar[frozenset[str]] = frozenset()
+    settings: ClassVar[type[LossSettings]] = LossSettings  # its config entry's schema: knobs, defaults, types
 
     def check_inputs(self, emb: Embeddings) -> None:
         missing = self.requires - emb.present()

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
-
-KINDS = ("negatives", "query")
+from embedlab.losses.settings import MIXING_KINDS as KINDS
+from embedlab.losses.settings import MixingSettings
 
 
 class HardNegativeMixing:
@@ -26,8 +26,8 @@ class HardNegativeMixing:
 
     def __init__(
         self,
-        num: int = 16,
-        top_k: int = 16,
+        num: int = MixingSettings.num,
+        top_k: int = MixingSettings.top_k,
         kinds: tuple[str, ...] | list[str] = KINDS,
         generator: torch.Generator | None = None,
     ) -> None:

@@ -7,6 +7,7 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, positive_temperature, scoring_vectors
 from embedlab.losses.hn_mixing import HardNegativeMixing
+from embedlab.losses.settings import InfoNCESettings
 
 
 class InfoNCE(Loss):
@@ -33,16 +34,17 @@ class InfoNCE(Loss):
     """
 
     requires = frozenset({"query", "positive"})
+    settings = InfoNCESettings
 
     def __init__(
         self,
-        temperature: float = 0.05,
-        gamma: float = 0.0,
-        symmetric: bool = False,
-        query_query: bool = False,
-        doc_doc: bool = False,
+        temperature: float = InfoNCESettings.temperature,
+        gamma: float = InfoNCESettings.gamma,
+        symmetric: bool = InfoNCESettings.symmetric,
+        query_query: bool = InfoNCESettings.query_query,
+        doc_doc: bool = InfoNCESettings.doc_doc,
         mixing: HardNegativeMixing | None = None,
-        similarity: str = "cosine",
+        similarity: str = InfoNCESettings.similarity,
     ) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
 from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, positive_temperature, score_matrix
+from embedlab.losses.settings import KLDistillSettings
 
 
 class KLDistill(Loss):
@@ -20,9 +21,13 @@ class KLDistill(Loss):
     """
 
     requires = frozenset({"query", "candidates", "teacher_scores"})
+    settings = KLDistillSettings
 
     def __init__(
-        self, student_temperature: float = 0.05, teacher_temperature: float = 1.0, similarity: str = "cosine"
+        self,
+        student_temperature: float = KLDistillSettings.student_temperature,
+        teacher_temperature: float = KLDistillSettings.teacher_temperature,
+        similarity: str = KLDistillSettings.similarity,
     ) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from embedlab.losses.base import Embeddings, Loss, LossOutput
+from embedlab.losses.settings import LeafSettings
 
 
 class Leaf(Loss):
@@ -21,8 +22,9 @@ class Leaf(Loss):
     """
 
     requires = frozenset({"query", "teacher"})
+    settings = LeafSettings
 
-    def __init__(self, normalize: bool = False) -> None:
+    def __init__(self, normalize: bool = LeafSettings.normalize) -> None:
         super().__init__()
         self.normalize = normalize
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from embedlab.errors import ConfigError
 from embedlab.losses.base import Embeddings, Loss, LossOutput, check_similarity, score_matrix
+from embedlab.losses.settings import MarginMSESettings
 
 
 class MarginMSE(Loss):
@@ -18,8 +19,9 @@ class MarginMSE(Loss):
     """
 
     requires = frozenset({"query", "candidates", "teacher_scores"})
+    settings = MarginMSESettings
 
-    def __init__(self, similarity: str = "cosine") -> None:
+    def __init__(self, similarity: str = MarginMSESettings.similarity) -> None:
         super().__init__()
         self.similarity = check_similarity(similarity)
 
