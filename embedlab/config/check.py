@@ -85,7 +85,7 @@ def check_train_config(cfg: DictConfig) -> TrainChecks:
     settings = eval_settings(cfg.eval)
     check_loss_fits_data(cfg, loss)
     teacher = cfg.teacher
-    cached_teacher = teacher.get("file") or (teacher.get("path") and teacher.get("cache", True))
+    cached_teacher = teacher.file or (teacher.path and teacher.cache)
     if cfg.projection.init == "ridge" and not cached_teacher:
         raise ConfigError("projection.init=ridge needs cached teacher embeddings (teacher=... with cache=true)")
     for key in ("mining_model", "teacher.path"):
@@ -123,10 +123,10 @@ def check_mixture(cfg: DictConfig, loss: WeightedSum) -> None:
             raise ConfigError(f"data.mixture.{i} ({e.name}): kind in {MIXTURE_KINDS}, format in {FORMATS}")
     unsupported = {
         "data.heldout": cfg.data.heldout != 0,
-        "teacher.file": bool(teacher.get("file")),
-        "teacher.cache": bool(teacher.get("path")) and teacher.get("cache", True),
+        "teacher.file": bool(teacher.file),
+        "teacher.cache": bool(teacher.path) and teacher.cache,
         "projection.init=ridge": cfg.projection.init == "ridge",
-        "mining": bool(cfg.get("mining") and cfg.mining.get("enabled", False)),
+        "mining": bool(cfg.get("mining") and cfg.mining.enabled),
     }
     for key, bad in unsupported.items():
         if bad:

@@ -126,18 +126,16 @@ def build_teacher(
 
     A student/teacher size mismatch is reported as soon as the teacher is loaded, before it embeds anything."""
     t = cfg.teacher
-    if t.get("file"):
+    if t.file:
         return None, TeacherTable.from_file(t.file, ids)
-    if not t.get("path"):
+    if not t.path:
         return None, None
-    teacher = preset_with(
-        t.path, max_length=t.get("max_length"), precision=t.get("precision"), backend=t.get("backend")
-    )
+    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
     check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
-    if not t.get("cache", True):
+    if not t.cache:
         return teacher, None
     log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
-    return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.get("batch_size", 32))
+    return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.batch_size)
 
 
 def init_projection(
