@@ -20,6 +20,7 @@ from embedlab.config.schema import (
     LoggerConfig,
     MiningConfig,
     TeacherConfig,
+    TeacherScoresConfig,
     TrainConfig,
     TrainerConfig,
 )
@@ -36,6 +37,7 @@ SCHEMAS = {
     "trainer": TrainerConfig,
     "mining": MiningConfig,
     "logger": LoggerConfig,
+    "teacher_scores": TeacherScoresConfig,
     **{k: OmegaConf.structured(TrainConfig)[k] for k in ("optim", "eval", "step", "projection", "checkpoint")},
 }
 
@@ -78,11 +80,14 @@ def test_composed_train_config_is_mains_plus_schema_defaults(name: str) -> None:
 
 
 @pytest.mark.parametrize("job", ["eval", "mine", "score", "soup", "reranker"])
-def test_other_jobs_compose_as_on_main_plus_model_defaults(job: str) -> None:
+def test_other_jobs_compose_as_on_main_plus_schema_defaults(job: str) -> None:
+    main = FIXTURE["resolved"][f"job:{job}"]
     now = OmegaConf.to_container(compose(job, []), resolve=False)
-    for key in added_keys(FIXTURE["resolved"][f"job:{job}"], now):
-        node, _, leaf = key.partition(".")
-        assert node == "model" and now["model"][leaf] == getattr(EncoderConfig, leaf), key
+    for key in added_keys(main, now):
+        node = key.partition(".")[0]
+        assert node in ("model", "teacher_scores"), f"{key} is new and no schema states it"
+        filled = OmegaConf.merge(OmegaConf.structured(SCHEMAS[node]), main[node])
+        assert OmegaConf.select(OmegaConf.create(now), key) == OmegaConf.select(filled, key.partition(".")[2]), key
 
 
 @pytest.mark.parametrize(
@@ -124,6 +129,8 @@ def test_a_wrong_type_fails_at_compose_naming_the_key(override: str) -> None:
         (["data=leaf_texts", "data.sources.1.limit=all"], "data.sources.1.limit"),
         (["data=scored", "data.num_candidates=eight"], "data.num_candidates"),
         (["data=mixture_offline", "data.max_length=long"], "data.max_length"),
+        (["teacher_scores=mpnet", "teacher_scores.teachers.0.weight=heavy"], "teacher_scores.teachers.0.weight"),
+        (["teacher_scores=reranker", "teacher_scores.teachers.0.trust_remote_code=ok"], "trust_remote_code"),
     ],
 )
 def test_each_data_kind_and_loss_is_typed(overrides: list[str], key: str) -> None:
@@ -138,6 +145,7 @@ BAD_RECIPE = {  # a recipe's own keys, as written in YAML: a misspelt or misplac
     "loss: {leaf: {hn_mixing: {enabled: true}}}": "hn_mixing",
     "data: {batchsize: 8}": "batchsize",
     "data: {num_candidates: 4}": "num_candidates",  # a scored knob on pair data
+    "teacher_scores: {teachers: [{kind: bi_encoder, model: mpnet, weigth: 2}]}": "weigth",
 }
 
 

@@ -72,15 +72,13 @@ def preset_with(model: DictConfig | dict | str, **settings) -> Encoder:
 def build_scorer(t: dict, batch_size: int, cache: EmbeddingCache | None):
     """One soft-label teacher from its `teacher_scores.teachers` entry (a reranker runs remote code only if asked)."""
     if t["kind"] == "bi_encoder":
-        encoder = preset_with(
-            t["model"], max_length=t.get("max_length"), precision=t.get("precision"), backend=t.get("backend")
-        )
+        encoder = preset_with(t["model"], max_length=t["max_length"], precision=t["precision"], backend=t["backend"])
         return BiEncoderScorer(encoder, batch_size=batch_size, cache=cache)
     return CrossEncoderScorer(
         resolve_model(encoder_config(t["model"]).path),
-        max_length=t.get("max_length") or 512,
+        max_length=t["max_length"] or 512,
         batch_size=batch_size,
-        trust_remote_code=bool(t.get("trust_remote_code", False)),
+        trust_remote_code=t["trust_remote_code"],
     )
 
 

@@ -237,11 +237,10 @@ def check_teachers(cfg: DictConfig) -> list[dict]:
     if cfg.teacher_scores.normalize not in NORMALIZATIONS:
         raise ConfigError(f"teacher_scores.normalize must be one of {', '.join(NORMALIZATIONS)}")
     for i, t in enumerate(teachers):
-        if t.get("kind") not in SCORER_KINDS:
-            kind = t.get("kind")
+        if t["kind"] not in SCORER_KINDS:
             raise ConfigError(
-                f"teacher_scores.teachers.{i}.kind must be one of {', '.join(SCORER_KINDS)}, got {kind!r}"
+                f"teacher_scores.teachers.{i}.kind must be one of {', '.join(SCORER_KINDS)}, got {t['kind']!r}"
             )
-        if t.get("model") in (None, "", "???"):
+        if t["model"] in ("", "???"):
             raise ConfigError(f"teacher_scores.teachers.{i}.model is required (a folder or hub id)")
     return teachers

@@ -121,6 +121,27 @@ class MiningConfig(SelectionConfig):
 
 
 @dataclass
+class ScorerConfig:
+    """One soft-label teacher of `teacher_scores.teachers` (embedlab/scoring/scorers.py, config/build.build_scorer)."""
+
+    kind: str = MISSING  # bi_encoder | cross_encoder
+    model: str = MISSING  # a conf/model name, folder or hub id (a reranker: its folder or hub id)
+    max_length: int | None = None  # tokens per text (cross_encoder: per pair); null = the preset's (reranker: 512)
+    precision: str = "auto"  # bi_encoder inference precision: auto (bf16 only where native) | fp32 | bf16
+    backend: str = "auto"  # bi_encoder frozen pass: auto | torch | onnx | onnx-int8 | openvino
+    weight: float = 1.0  # weight in the sum over teachers
+    trust_remote_code: bool = False  # cross_encoder: run code shipped with the reranker, only for models you trust
+
+
+@dataclass
+class TeacherScoresConfig:
+    """conf/teacher_scores/: soft labels for mined candidate lists (embedlab-score, or embedlab-train with mining)."""
+
+    normalize: str = "zscore"  # per-query normalisation before the weighted sum: zscore | minmax | none
+    teachers: list[ScorerConfig] = field(default_factory=list)  # the teachers; none = no soft labels
+
+
+@dataclass
 class LoggerConfig:
     """conf/logger/: where training curves go (embedlab/training/loggers.py)."""
 
@@ -213,7 +234,7 @@ class TrainConfig:
     loss: Any = MISSING  # one or several conf/loss/ entries (schema: LOSSES[name].settings, embedlab/losses)
     data: Any = MISSING  # conf/data/ (schema: DATA_SCHEMAS[data.kind])
     mining: Any = MISSING  # conf/mining/ (schema: MiningConfig)
-    teacher_scores: Any = MISSING  # conf/teacher_scores/
+    teacher_scores: Any = MISSING  # conf/teacher_scores/ (schema: TeacherScoresConfig)
     trainer: Any = MISSING  # conf/trainer/ (schema: TrainerConfig)
     logger: Any = MISSING  # conf/logger/ (schema: LoggerConfig)
     seed: int = 0  # seeds Python, numpy, torch and the batch sampler
@@ -235,6 +256,7 @@ GROUP_SCHEMAS = {
     "trainer": TrainerConfig,
     "mining": MiningConfig,
     "logger": LoggerConfig,
+    "teacher_scores": TeacherScoresConfig,
 }
 DATA_SCHEMAS = {c.kind: c for c in (TextDataConfig, PairsDataConfig, ScoredDataConfig, MixtureDataConfig)}
 

@@ -20,7 +20,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     corpus = read_corpus(resolve_data_path(cfg.data.path, cfg.data.root))
     lists = read_mined_lists(cfg.input, corpus, cfg.num_negatives)  # bad input fails before any model loads
     cache = EmbeddingCache() if cfg.cache else None
-    scorers = [(build_scorer(t, cfg.batch_size, cache), float(t.get("weight", 1.0))) for t in teachers]
+    scorers = [(build_scorer(t, cfg.batch_size, cache), float(t["weight"])) for t in teachers]
     combined, raw = score_lists(lists, corpus, scorers, cfg.teacher_scores.normalize)
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else out_dir / cfg.output
     write_jsonl_atomic(output, scored_records(lists, corpus, combined, raw))

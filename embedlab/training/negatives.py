@@ -49,7 +49,7 @@ def score_before_training(cfg: DictConfig, corpus: dict[str, str], negatives: Pa
     scored lists, which also feed contrastive losses (candidate 0 = the positive)."""
     k = int(cfg.data.num_negatives)
     lists = read_mined_lists(negatives, corpus, k)
-    scorers = [(build_scorer(t, cfg.eval.batch_size, cache), float(t.get("weight", 1.0))) for t in check_teachers(cfg)]
+    scorers = [(build_scorer(t, cfg.eval.batch_size, cache), float(t["weight"])) for t in check_teachers(cfg)]
     combined, raw = score_lists(lists, corpus, scorers, cfg.teacher_scores.normalize)
     scored = negatives.with_name("scored.jsonl")
     write_jsonl_atomic(scored, scored_records(lists, corpus, combined, raw))
