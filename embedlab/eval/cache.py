@@ -11,7 +11,7 @@ never be returned. Entries are written atomically and read memory-mapped, in one
         manifest.json                           shards, rows, dim, dtype, what was encoded; published last
 
 Every encoding goes through `get_or_encode`: one shard at a time in RAM, resumed from its finished shards after a
-kill, and split over the ranks of a process group on a cache made `across_ranks`. A one-shard entry is returned as
+kill, and split over the ranks of a process group on a cache made `sharing_ranks()`. A one-shard entry is returned as
 an array, a sharded one as a `RowStack` (indexable by rows, `np.asarray`-able, walked block by block by
 `search_blocked`).
 """
