@@ -17,6 +17,7 @@ peak RssAnon (private memory: what must fit in RAM) and peak RssFile (pages mapp
             The function itself needs a model and texts, so these lines are called as it calls them.
 A contender whose estimated RAM exceeds --mem-limit-gb is skipped (the table says so). Ids are compared with
 blocked's: the share of queries whose top-k ids are the same set, and in the same order.
+(b) Sharded encoding over ranks (W gloo processes vs one) is bench/encode_ranks.py.
 (c) At --ann-size: IVF-Flat, IVF-PQ and HNSW (embedlab.eval.ann with SearchSettings' defaults unless given)
 built from the memory-mapped store; build and search times, recall@k against blocked's exact top-k (a bare
 `--ann` skips this part).

@@ -24,6 +24,13 @@ from torch.utils.data import Sampler
 from embedlab.errors import ConfigError
 
 
+def longest_first(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Positions in the order frozen encoding runs texts: longest first (little padding, and a memory error shows at
+    once), equal lengths in input order. `Encoder.encode` batches in this order, and a sharded encoding
+    (`embedlab.eval.shards`) cuts it into whole batches, so both run every text in the same batch."""
+    return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+
+
 def budget_batches(lengths: Sequence[int], max_rows: int | None, max_tokens: int | None) -> list[tuple[int, int]]:
     """Consecutive `(start, end)` ranges over positions 0..n-1, in the given order, each holding at most `max_rows`
     rows and at most `max_tokens` padded tokens (rows × the longest length in the range); None lifts that cap. A

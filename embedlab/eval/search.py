@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 from embedlab.eval.gpu_plan import GPU_MAX_K, gpu_count, to_gpus, use_gpus
+from embedlab.eval.shards import RowStack, row_blocks
 
 log = logging.getLogger(__name__)
 DEFAULT_BLOCK_ROWS = 262_144  # ≈ 400 MB of float32 at 384 dims; a multiple of faiss' 1024-row BLAS tile
@@ -79,14 +80,15 @@ def search_inner_product(
 
 
 def search_blocked(
-    queries: np.ndarray, store: np.ndarray, k: int, block_rows: int = DEFAULT_BLOCK_ROWS
+    queries: np.ndarray, store: np.ndarray | RowStack, k: int, block_rows: int = DEFAULT_BLOCK_ROWS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product over a corpus read `block_rows` rows at a time: the same ids and scores as
     `search_inner_product`, in bounded memory.
 
     `store` is any [N, dim] float32 or float16 array, typically memory-mapped (`np.load(path, mmap_mode="r")`, an
-    embedding-cache entry, `np.memmap`): float32 blocks are searched in place (their pages stay file-backed and
-    reclaimable), float16 blocks are converted one at a time. Resident beyond the store's pages: one block, the
+    embedding-cache entry, `np.memmap`), or a sharded cache entry (`RowStack`, walked shard by shard in its stored
+    order, rows reported as the collection's): float32 blocks are searched in place (their pages stay file-backed
+    and reclaimable), float16 blocks are converted one at a time. Resident beyond the store's pages: one block, the
     queries and the running top-k."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be ≥ 1, got {block_rows}")
@@ -95,19 +97,24 @@ def search_blocked(
     k = min(k, n_docs)
     best_scores = np.full((n_queries, 0), -np.inf, np.float32)
     best_rows = np.zeros((n_queries, 0), np.int64)
-    for start in range(0, n_docs, block_rows):
-        block = np.ascontiguousarray(store[start : start + block_rows], dtype=np.float32)
-        scores, rows = canonical_top_k(_knn_over(block), queries, len(block), k)
+    for ids, block in row_blocks(store, block_rows):
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        # ties are broken by the collection's row, so the block's search reports those rows
+        scores, rows = canonical_top_k(_knn_over(block, ids), queries, len(block), k)
         best_scores, best_rows = _by_score_then_row(
-            np.concatenate([best_scores, scores], 1), np.concatenate([best_rows, rows + start], 1)
+            np.concatenate([best_scores, scores], 1), np.concatenate([best_rows, rows], 1)
         )
         best_scores, best_rows = best_scores[:, :k], best_rows[:, :k]
         del block  # a float16 block's float32 copy goes before the next one is made
     return best_scores, best_rows
 
 
-def _knn_over(block: np.ndarray) -> SearchFn:
-    return lambda q, k: faiss.knn(q, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+def _knn_over(block: np.ndarray, ids: np.ndarray) -> SearchFn:
+    def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows = faiss.knn(q, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+        return scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+
+    return search
 
 
 def search_hamming(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

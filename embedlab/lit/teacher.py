@@ -1,7 +1,9 @@
 """Teacher embeddings for a training text set: computed once by a frozen teacher (and cached), or read from a file.
 
-Rows follow the training set's order, so a batch looks its targets up by example index. The cached matrix is
-memory-mapped; a changed teacher, text or max length gives a new cache key (see `EmbeddingCache`).
+Rows follow the training set's order, so a batch looks its targets up by example index. The cached table is one
+memory-mapped entry per source (sharded when large, see `embedlab.eval.shards`), looked up through their offsets and
+never concatenated: a table larger than RAM is read a batch's rows at a time. A changed teacher, text or max length
+gives a new cache key (see `EmbeddingCache`).
 `teacher_targets` is the one rule for a teacher's targets, cached (`teacher.cache=true`) or online.
 A black-box teacher (e.g. an embedding API) is a file of vectors keyed by text id: `.npz` with arrays `ids` and
 `embeddings`, or JSONL lines {"id": ..., "embedding": [...]}.
@@ -19,6 +21,7 @@ import torch
 from embedlab.data.lines import first_seen, identifier, numbers, read_jsonl
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
+from embedlab.eval.shards import RowStack
 
 
 def check_teacher_size(
@@ -43,7 +46,7 @@ def teacher_targets(teacher, texts: Sequence[str], batch_size: int, cache: Embed
 
 
 class TeacherTable:
-    def __init__(self, embeddings: np.ndarray, source: str) -> None:
+    def __init__(self, embeddings: np.ndarray | RowStack, source: str) -> None:
         self.embeddings, self.source = embeddings, source
 
     @property
@@ -64,7 +67,7 @@ class TeacherTable:
         so a source that is also an evaluation corpus (the SciFact abstracts) is encoded by the teacher once for both
         uses when the teacher has no document prompt."""
         parts = [teacher_targets(teacher, g, batch_size, cache) for g in groups]
-        return cls(np.concatenate(parts) if len(parts) > 1 else parts[0], f"teacher {teacher.name}")
+        return cls(RowStack(parts) if len(parts) > 1 else parts[0], f"teacher {teacher.name}")
 
     @classmethod
     def from_file(cls, path: str | Path, ids: Sequence[str]) -> TeacherTable:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedlab.data.batching import width_keeping_batches
+from embedlab.data.batching import longest_first, width_keeping_batches
 from embedlab.data.tokens import prompt_length
 from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
@@ -36,6 +36,8 @@ ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuil
 # bounded. The vectors do not depend on it. 4096: not slower than rows-only batches on SciFact abstracts with MiniLM
 # (bench/encode_budget.py, bench/README.md: 1.10x, a smoke run on a loaded CPU), the larger of the two fastest budgets.
 DEFAULT_BATCH_TOKENS = 4096
+# apply_head's rows per matmul: a linear head rounds by its number of rows, so the vectors depend on these blocks
+HEAD_BLOCK_ROWS = 4096
 
 
 @dataclass
@@ -279,14 +281,8 @@ class Encoder(nn.Module):
         head_now = head and not head_after
         was_training = self.training
         self.eval()
-        ids = self.tokenizer(
-            [prompt + t for t in texts],
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-        )["input_ids"]
-        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: a memory error shows at once
+        ids = self._token_ids(texts, prompt)
+        order = longest_first([len(x) for x in ids])
         budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
         batches = width_keeping_batches([len(ids[i]) for i in order], batch_size, budget)
         out = torch.empty(len(texts), self.dim if head_now else self.backbone.config.hidden_size, dtype=torch.float32)
@@ -311,8 +307,25 @@ class Encoder(nn.Module):
             out = torch.from_numpy(self.apply_head(out.numpy()))
         return out.numpy() if convert_to == "numpy" else out
 
+    def _token_ids(self, texts: list[str], prompt: str) -> list[list[int]]:
+        return self.tokenizer(
+            [prompt + t for t in texts],
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+        )["input_ids"]
+
+    def token_lengths(self, texts: list[str], prompt: str = "", chunk: int = 8192) -> np.ndarray:
+        """Tokens per text as `encode` counts them (prompt included, truncated), a chunk at a time: what a sharded
+        encoding orders a collection by without holding all its token ids."""
+        out = np.zeros(len(texts), dtype=np.int64)
+        for start in range(0, len(texts), chunk):
+            out[start : start + chunk] = [len(x) for x in self._token_ids(list(texts[start : start + chunk]), prompt)]
+        return out
+
     @torch.inference_mode()
-    def apply_head(self, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def apply_head(self, features: np.ndarray, batch_size: int = HEAD_BLOCK_ROWS) -> np.ndarray:
         """Pooled features (`encode(head=False)`) -> embeddings: projection, then normalisation, under the same
         autocast as `encode`, so frozen encoders that differ only in their head share one backbone pass."""
         device = self.device

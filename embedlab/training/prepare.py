@@ -151,7 +151,7 @@ def init_projection(
     on the training `rows` only, so held-out texts stay unseen by the baseline as well as by training."""
     features = encode_cached(student, texts, kind="features", cache=cache, batch_size=batch_size)
     fit_rows = np.asarray(rows, dtype=np.int64)
-    fit_projection(student.projection, np.asarray(features)[fit_rows], np.asarray(table.embeddings)[fit_rows], ridge)
+    fit_projection(student.projection, features[fit_rows], table.embeddings[fit_rows], ridge)
     log.info("projection fitted in closed form on %d texts (ridge %.0e)", len(fit_rows), ridge)
 
 
