@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from embedlab.config.build import CONF_DIR, compose, encoder_config
 from embedlab.config.schema import (
     DATA_SCHEMAS,
+    GROUP_SCHEMAS,
     LoggerConfig,
     MiningConfig,
     TeacherConfig,
-    TeacherScoresConfig,
     TrainConfig,
     TrainerConfig,
 )
@@ -32,12 +32,7 @@ from embedlab.models import EncoderConfig
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "composed_configs.json").read_text())
 # Nodes whose schema may add keys the YAML did not write (each added key must hold the schema's default).
 SCHEMAS = {
-    "model": EncoderConfig,
-    "teacher": TeacherConfig,
-    "trainer": TrainerConfig,
-    "mining": MiningConfig,
-    "logger": LoggerConfig,
-    "teacher_scores": TeacherScoresConfig,
+    **GROUP_SCHEMAS,
     **{k: OmegaConf.structured(TrainConfig)[k] for k in ("optim", "eval", "step", "projection", "checkpoint")},
 }
 
