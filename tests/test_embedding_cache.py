@@ -9,6 +9,7 @@ from fakes import TINY, FakeEncoder, tiny_task
 
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.retrieval import evaluate_retrieval
+from embedlab.eval.shards import Encoding
 
 # ---------------------------------------------------------------------------------------------------------
 # cache
@@ -93,15 +94,15 @@ def test_failed_compute_writes_nothing(tmp_path) -> None:
     cache = EmbeddingCache(tmp_path)
     key = cache.key("model", ["a", "b"], "")
 
-    def boom() -> np.ndarray:
+    def boom(rows: np.ndarray) -> np.ndarray:
         raise RuntimeError("out of memory")
 
     with pytest.raises(RuntimeError, match="out of memory"):
-        cache.get_or_compute(key, 2, boom, describe={"x": 1})
+        cache.get_or_encode(key, 2, lambda: Encoding(boom), describe={"x": 1})
     assert not cache.path(key).exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     # a later successful compute stores the entry normally
-    cache.get_or_compute(key, 2, lambda: np.ones((2, 3)))
+    cache.get_or_encode(key, 2, lambda: Encoding(lambda rows: np.ones((len(rows), 3))))
     np.testing.assert_array_equal(np.load(cache.path(key)), np.ones((2, 3), np.float32))
     assert no_temp_files(tmp_path)
 

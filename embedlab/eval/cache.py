@@ -108,8 +108,9 @@ class EmbeddingCache:
         """The cached [n_rows, dim] matrix for `key`; on a miss `make()` says how to encode rows, and the shards
         not on disk yet are encoded (by this rank's share on a cache `sharing_ranks`)."""
         ranks = self.ranks()
-        if ranks.rank0_says(self.lookup(key, n_rows) is not None):
-            return self._hit(key, n_rows)
+        entry = self.lookup(key, n_rows)
+        if ranks.rank0_says(entry is not None):
+            return self._hit(key, n_rows, entry)
         self.misses += 1
         how = make()
         plan = plan_shards(n_rows, how.unit, self.shard_rows)
@@ -120,18 +121,10 @@ class EmbeddingCache:
         ranks.barrier()
         return self._one_shard(key, n_rows)
 
-    def get_or_compute(
-        self, key: str, n_rows: int, compute: Callable[[], np.ndarray], describe: dict | None = None
-    ) -> np.ndarray:
-        """The cached one-file matrix for `key`, computing and storing it whole on a miss."""
-        if self._one_shard(key, n_rows) is not None:
-            return self._hit(key, n_rows)
-        self.misses += 1
-        return self._store(key, compute(), describe)
-
-    def _hit(self, key: str, n_rows: int) -> np.ndarray | RowStack:
-        entry = self.lookup(key, n_rows)
-        if entry is None:  # rank 0 read it a moment ago
+    def _hit(self, key: str, n_rows: int, entry: np.ndarray | RowStack | None) -> np.ndarray | RowStack:
+        if entry is None:  # another rank than 0, which read it a moment ago: look again
+            entry = self.lookup(key, n_rows)
+        if entry is None:
             raise RuntimeError(f"embedding cache entry {key[:12]} vanished or differs between ranks")
         self.hits += 1
         log.info("embedding cache hit %s (%d x %d)", key[:12], *entry.shape)
