@@ -251,11 +251,13 @@ def main() -> None:
     parser.add_argument("--pq-m", type=int, default=None)
     parser.add_argument("--hnsw-m", type=int, default=None)
     parser.add_argument("--ef-search", type=int, default=None)
+    parser.add_argument("--ef-construction", type=int, default=None, help="hnsw build effort (SearchSettings: 200)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     ann_knobs = {"nlist": args.nlist, "nprobe": args.nprobe, "pq_m": args.pq_m, "hnsw_m": args.hnsw_m,
-                 "ef_search": args.ef_search, "block_rows": args.block_rows}  # fmt: skip
+                 "ef_search": args.ef_search, "ef_construction": args.ef_construction,
+                 "block_rows": args.block_rows}  # fmt: skip
     knobs = {"threads": args.threads, "block_rows": args.block_rows,
              "ann": {k: v for k, v in ann_knobs.items() if v is not None}}  # fmt: skip
     print(f"{machine(args.threads)}; dim {args.dim}, {args.queries} queries, top-{args.k}, "
