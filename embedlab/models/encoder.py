@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -21,17 +21,15 @@ from embedlab.data.batching import longest_first, width_keeping_batches
 from embedlab.data.tokens import prompt_length
 from embedlab.errors import ConfigError
 from embedlab.hub import resolve_model
-from embedlab.io import atomic_path
-from embedlab.models import decoder, lora, runtime, st_format
+from embedlab.models import decoder, export, lora, runtime, st_format
 from embedlab.models.fingerprint import hash_weights, tokenizer_digest
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
-from embedlab.models.projection import StackedProjection, single_linear
+from embedlab.models.projection import StackedProjection
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, query_prompts
 from embedlab.precision import ENCODER_PRECISIONS
 from embedlab.precision import resolve as resolve_precision
 
 PROGRESS_MIN_TEXTS = 512  # below this a progress bar is noise
-ADAPTER_SETTINGS = "embedlab_encoder.json"  # beside peft's files: how to rebuild the encoder around the adapter
 # encode()'s token budget per batch (rows × padded width): long texts go a few rows at a time, so a batch's memory is
 # bounded. The vectors do not depend on it. 4096: not slower than rows-only batches on SciFact abstracts with MiniLM
 # (bench/encode_budget.py, bench/README.md: 1.10x, a smoke run on a loaded CPU), the larger of the two fastest budgets.
@@ -98,12 +96,8 @@ class Encoder(nn.Module):
         if isinstance(pooler := getattr(backbone, "pooler", None), nn.Module):
             pooler.requires_grad_(False)
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
-        self.query_prompt, self.document_prompt, self.precision, self.name = (
-            query_prompt,
-            document_prompt,
-            precision,
-            name,
-        )
+        self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        self.precision, self.name = precision, name
         self.include_prompt, self.task_prompts = include_prompt, dict(task_prompts or {})
         self.backend = runtime.check(backend)
         if max_batch_tokens is not None and max_batch_tokens < 1:
@@ -181,9 +175,9 @@ class Encoder(nn.Module):
         """The base encoder as the adapter was trained (settings saved beside it), then the adapter (trainable, so
         a later stage can go on training it)."""
         try:
-            saved = json.loads((folder / ADAPTER_SETTINGS).read_text())
+            saved = json.loads((folder / export.ADAPTER_SETTINGS).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{folder} holds a peft adapter but no readable {ADAPTER_SETTINGS}: {e}") from None
+            raise ConfigError(f"{folder} holds a peft adapter but no readable {export.ADAPTER_SETTINGS}: {e}") from None
         # How to run it, not what was trained:
         run_time = {"precision": cfg.precision, "backend": cfg.backend, "max_batch_tokens": cfg.max_batch_tokens}
         encoder = cls.from_config(EncoderConfig(**{**saved, "lora": None, **run_time}))
@@ -374,59 +368,12 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------------------------------- export
     def save(self, folder: str | Path, card: str | None = None) -> Path:
-        """Write a sentence-transformers folder atomically (safetensors weights). LoRA adapters are merged into a
-        copy of the backbone first, so the folder is a plain model any loader opens; the attention direction is in
-        its config.json (`is_causal`), per-task query prompts are named prompts. `card`: README.md text
-        (embedlab.models.card.model_card)."""
-        folder = Path(folder)
-        with atomic_path(folder) as tmp:
-            tmp.mkdir(parents=True)
-            lora.merged_copy(self.backbone).save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
-            st_format.write_layout(
-                tmp,
-                hidden_size=self.backbone.config.hidden_size,
-                pooling=self.pooling,
-                normalize=self.normalize,
-                max_length=self.max_length,
-                dense=single_linear(self.projection),
-                prompts={**self.task_prompts, "query": self.query_prompt, "document": self.document_prompt},
-                include_prompt=self.include_prompt,
-            )
-            if card is not None:
-                (tmp / "README.md").write_text(card, encoding="utf-8")
-        return folder
+        """A sentence-transformers folder any loader opens (LoRA merged); `card`: its README.md (models/export.py)."""
+        return export.save_folder(self, Path(folder), card)
 
     def save_adapter(self, folder: str | Path, card: str | None = None) -> Path:
-        """Write the LoRA adapter alone (peft's files, a few MB) with the settings that rebuild the encoder around
-        it: `Encoder.from_pretrained(folder)` loads base + adapter. `card`: README.md text, as for `save`."""
-        if not lora.has_lora(self.backbone) or self.settings is None:
-            raise ConfigError("save_adapter needs an encoder built by from_config with model.lora set")
-        folder = Path(folder)
-        saved = {
-            **asdict(self.settings),
-            "lora": None,
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "max_length": self.max_length,
-            "query_prompt": self.query_prompt,
-            "document_prompt": self.document_prompt,
-            "include_prompt": self.include_prompt,
-            "bidirectional": decoder.is_bidirectional(self.backbone),
-            "padding_side": self.tokenizer.padding_side,
-            "projection_dim": self.projection.out_features if self.projection is not None else None,
-            "gradient_checkpointing": False,
-        }
-        with atomic_path(folder) as tmp:
-            tmp.mkdir(parents=True)
-            self.backbone.save_pretrained(tmp)  # peft writes a README.md of its own: the card replaces it
-            if card is not None:
-                (tmp / "README.md").write_text(card, encoding="utf-8")
-            (tmp / ADAPTER_SETTINGS).write_text(json.dumps(saved, indent=2))
-            if self.projection is not None:
-                saved_projection = {k: v.detach().cpu().contiguous() for k, v in self.projection.state_dict().items()}
-                save_file(saved_projection, str(tmp / "projection.safetensors"))
-        return folder
+        """The LoRA adapter alone, loadable by `Encoder.from_pretrained(folder)` (models/export.py)."""
+        return export.save_adapter(self, Path(folder), card)
 
     def describe(self) -> dict:
         return {
