@@ -9,12 +9,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 
 from embedlab.cli.pipeline import main
 from embedlab.config.build import preset_with
 from embedlab.errors import ConfigError
+from embedlab.report.runs import configuration_names, find_runs
 from embedlab.training.pipeline import finished, load_spec, parse, run_cli, run_pipeline
 from tests.tiny import TEXTS, tiny_encoder
 
@@ -170,6 +172,9 @@ def test_previous_as_teacher_sets_the_teacher_not_the_student(tmp_path: Path) ->
         ("model", [str(start)]),
         ("teacher", [str(out / "teacher" / "model")]),
     ]
+    # each run's overrides, the input included, as Hydra records them (embedlab-report names runs by them)
+    recorded = yaml.safe_load((out / "leaf" / ".hydra" / "overrides.yaml").read_text())
+    assert recorded == [*rows[1]["overrides"], f"teacher.path={out / 'teacher' / 'model'}"]
 
 
 @pytest.mark.slow
@@ -193,3 +198,6 @@ def test_leaf_stage_distils_the_previous_stage_output(tok, real_data: Path, tmp_
         return preset_with(str(model), max_length=32, precision="fp32", backend=config.teacher.backend).fingerprint()
 
     assert recorded == teacher_print(out / "teacher" / "model") != teacher_print(start)
+    runs = find_runs([out])  # what embedlab-report calls the two runs: what differs between them
+    names = {run.path.name: name for run, name in zip(runs, configuration_names(runs), strict=True)}
+    assert f"teacher.path={out / 'teacher' / 'model'}" in names["leaf"] and "optim.lr=1e-3" in names["teacher"]

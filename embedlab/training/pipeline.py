@@ -15,7 +15,9 @@ stage before). A soup stage averages all of the previous stage's outputs (models
 A run is finished when its directory holds model/ and metrics.json (each CLI writes the later of the two only
 after its work is done); finished runs are skipped, so running the pipeline again resumes it. Once a stage has run
 again, every later stage runs again too (its input changed).
-<out>/pipeline.json records every run directory, its output and whether it ran or was skipped.
+<out>/pipeline.json records every run directory, its output and whether it ran or was skipped; each run's overrides,
+with the input the pipeline set, go to <run>/.hydra/overrides.yaml as Hydra records a run's, so embedlab-report
+names pipeline runs by what differs between them.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from embedlab.config.build import CONF_DIR
 from embedlab.config.build import compose as compose_job
 from embedlab.errors import ConfigError
-from embedlab.io import write_json_atomic
+from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.training.soup import run as soup_run
 from embedlab.training.train import train
 
@@ -151,14 +154,18 @@ def run_pipeline(
             overrides = [*common[stage.cli], *stage.overrides, *(stage.variants[j] if stage.variants else [])]
             # every run's config is checked, finished or not
             cfg = compose(stage.cli, overrides, f"pipeline stage {stage.name!r} ({stage.cli} overrides)")
+            given = []  # the input, as the override it amounts to
             if stage.cli == "soup":
                 OmegaConf.update(cfg, "models", [str(p) for p in inputs])
+                given = [f"models=[{','.join(map(str, inputs))}]"]
             elif inputs:
                 OmegaConf.update(cfg, PREVIOUS_AS[stage.previous_as], str(inputs[0]))
+                given = [f"{PREVIOUS_AS[stage.previous_as]}={inputs[0]}"]
             done = finished(run_dir) and not rerun
             status = "finished" if done else ("planned" if dry_run else "ran")
             log.info("stage %s: %s %s (%s)", stage.name, stage.cli, run_dir, "skipped, finished" if done else status)
             if not done and not dry_run:
+                write_text_atomic(run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump([*overrides, *given]))
                 runner(stage.cli, cfg, run_dir)
                 if not finished(run_dir):
                     raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and metrics.json")
