@@ -131,9 +131,10 @@ def test_bad_overrides_and_names_are_one_line_errors(tmp_path: Path, capsys) -> 
 
 
 def leaf_chain(out: Path, start: Path, student: Path, texts: Path) -> dict:
-    """tiny teacher fine-tuned (InfoNCE) -> LEAF from that fine-tuned teacher into another tiny student."""
+    """tiny teacher fine-tuned (InfoNCE) -> LEAF from that fine-tuned teacher into another tiny student, as
+    conf/pipeline/leaf_teacher.yaml with tiny models and texts."""
     leaf = [
-        "experiment=leaf_demo",
+        "experiment=leaf_pool",  # leaf_demo at a fixed step budget, repeating a small pool (max_epochs=-1)
         f"model.path={student}",
         "model.projection_dim=32",
         "model.precision=fp32",
@@ -141,6 +142,8 @@ def leaf_chain(out: Path, start: Path, student: Path, texts: Path) -> dict:
         "teacher.max_length=32",
         f"data.sources=[{{name: t, type: jsonl, path: {texts}}}]",
         "data.heldout=8",
+        "data.batch_size=16",  # 32 training texts: 2 steps a pass
+        "trainer.max_steps=5",  # so the budget takes 3 passes (leaf_pool's max_epochs=-1)
         "trainer.precision=32",
         "eval.tasks=[scifact]",
     ]
@@ -190,6 +193,7 @@ def test_leaf_stage_distils_the_previous_stage_output(tok, real_data: Path, tmp_
     rows = run_pipeline(OmegaConf.create(leaf_chain(out, start, student, texts)))
 
     assert [r["status"] for r in rows] == ["ran", "ran"] and finished(out / "leaf")
+    assert json.loads((out / "leaf" / "manifest.json").read_text())["summary"]["steps"] == 5
     config = OmegaConf.load(out / "leaf" / "config.yaml")
     assert (config.teacher.path, config.model.path) == (str(out / "teacher" / "model"), str(student))
     recorded = json.loads((out / "leaf" / "manifest.json").read_text())["models"]["teacher"]
