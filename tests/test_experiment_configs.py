@@ -93,13 +93,17 @@ def test_pipeline_composes_every_run(name: str, tmp_path: Path) -> None:
 def test_leaf_teacher_distils_the_fine_tuned_teacher_on_unlabeled_fit_texts(tmp_path: Path) -> None:
     runs = _stage_configs("leaf_teacher", tmp_path)
     teacher = OmegaConf.to_container(runs.pop("teacher"), resolve=True)
-    # the teacher's recipe is the MiniLM baseline's (experiments/leaf_teacher.sh) but for the model and the dev eval
-    baseline = _compose("logger=csv", "data.root=/data", "data.split=fit")
+    # the teacher's recipe is the MiniLM baseline's, as experiments/leaf_teacher.sh runs it, but for the model, the
+    # evaluation (dev vs test + STSb) and the export (the teacher's model is the next stage's input)
+    script = ["eval.tasks=[scifact,stsb]", "eval.before_training=false", "export=false"]
+    baseline = OmegaConf.to_container(
+        OmegaConf.create(_compose("logger=csv", "data.root=/data", "data.split=fit", *script)), resolve=True
+    )
     assert teacher["model"]["path"].endswith("all-mpnet-base-v2") and teacher["eval"]["split"] == "dev"
-    assert {k: v for k, v in teacher.items() if k not in ("model", "eval")} == {
-        k: v
-        for k, v in OmegaConf.to_container(OmegaConf.create(baseline), resolve=True).items()
-        if k not in ("model", "eval")
+    assert baseline["model"]["path"].endswith("all-MiniLM-L6-v2") and teacher["export"]
+    differ = ("model", "eval", "export")
+    assert {k: v for k, v in teacher.items() if k not in differ} == {
+        k: v for k, v in baseline.items() if k not in differ
     }
     assert len(runs) == 7
     for run, cfg in runs.items():
