@@ -1,14 +1,16 @@
-"""The paper recipes in conf/experiment/: each composes, says what it sets, and the derived recipes equal their base
-plus the stated overrides (the commands in experiments/*.sh rely on that)."""
+"""The paper recipes in conf/experiment/ and the pipelines in conf/pipeline/: each composes, says what it sets, and
+the derived recipes equal their base plus the stated overrides (the commands in experiments/*.sh rely on that)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from embedlab.config.build import CONF_DIR
+from embedlab.training.pipeline import load_spec, run_pipeline
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 KNOB = re.compile(r"^\s*[\w.]+: \S")  # a key with a value (not a parent mapping)
@@ -60,3 +62,55 @@ def test_every_precision_knob_defaults_to_auto(name: str | None) -> None:
         **{f"teacher_scores.{i}": t["precision"] for i, t in enumerate(cfg["teacher_scores"]["teachers"])},
     }
     assert set(knobs.values()) == {"auto"}, knobs
+
+
+def test_leaf_pool_is_leaf_demo_on_the_pool_at_a_fixed_budget() -> None:
+    budget = ["data=leaf_texts_pool", "trainer.max_steps=320", "trainer.max_epochs=-1"]
+    assert _compose("experiment=leaf_pool") == _compose("experiment=leaf_demo", *budget)
+
+
+PIPELINES = sorted(p.stem for p in (CONF_DIR / "pipeline").glob("*.yaml"))
+
+
+def _stage_configs(name: str, out: Path) -> dict[str, DictConfig]:
+    """Every run of a shipped pipeline, composed as it would run (run directory -> config); nothing is trained."""
+    configs = {}
+
+    def record(cli: str, cfg: DictConfig, run_dir: Path) -> None:
+        configs[str(run_dir.relative_to(out))] = cfg
+        (run_dir / "model").mkdir(parents=True)
+        (run_dir / "metrics.json").write_text("{}")
+
+    run_pipeline(load_spec(name, [f"out={out}", "data_root=/data"]), runner=record)
+    return configs
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_pipeline_composes_every_run(name: str, tmp_path: Path) -> None:
+    assert _stage_configs(name, tmp_path)
+
+
+def test_leaf_teacher_distils_the_fine_tuned_teacher_on_unlabeled_fit_texts(tmp_path: Path) -> None:
+    runs = _stage_configs("leaf_teacher", tmp_path)
+    teacher = OmegaConf.to_container(runs.pop("teacher"), resolve=True)
+    # the teacher's recipe is the MiniLM baseline's, as experiments/leaf_teacher.sh runs it, but for the model, the
+    # evaluation (dev vs test + STSb) and the export (the teacher's model is the next stage's input)
+    script = ["eval.tasks=[scifact,stsb]", "eval.before_training=false", "export=false"]
+    baseline = OmegaConf.to_container(
+        OmegaConf.create(_compose("logger=csv", "data.root=/data", "data.split=fit", *script)), resolve=True
+    )
+    assert teacher["model"]["path"].endswith("all-mpnet-base-v2") and teacher["eval"]["split"] == "dev"
+    assert baseline["model"]["path"].endswith("all-MiniLM-L6-v2") and teacher["export"]
+    differ = ("model", "eval", "export")
+    assert {k: v for k, v in teacher.items() if k not in differ} == {
+        k: v for k, v in baseline.items() if k not in differ
+    }
+    assert len(runs) == 7
+    for run, cfg in runs.items():
+        assert cfg.teacher.path == str(tmp_path / "teacher" / "model"), run  # the fine-tuned teacher, not mpnet
+        assert cfg.model.path.endswith("all-MiniLM-L6-v2") and cfg.model.projection_dim == 768
+        assert cfg.data.kind == "text" and cfg.data.sources[0].split == "fit"  # no SciFact dev or test claim
+        assert cfg.eval.split is None and list(cfg.eval.tasks) == ["scifact", "stsb"] and cfg.eval.asymmetric
+    assert [runs[f"leaf/{i}"].seed for i in range(7)] == [0, 1, 2, 0, 0, 0, 0]
+    limits = [[s.limit for s in runs[f"leaf/{i}"].data.sources] for i in range(7)]
+    assert limits[0] == [None] * 4 and limits[3] == [None, 5000, 0, 0] and limits[6] == [None, None, None, 0]

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
+from omegaconf import OmegaConf
 
 from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample, ScoredExample, TextExample, read_pairs, read_scored, read_texts
 from embedlab.errors import ConfigError, DataFormatError
 from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.training.prepare import read_examples
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,18 @@ def test_read_texts_jsonl(tmp_path, caplog) -> None:
     assert (err.value.path, err.value.line, err.value.field) == (path, 2, "text") and "t.jsonl" in str(err.value)
     with pytest.raises(ConfigError):
         read_texts({"name": "j", "type": "csv", "path": str(path)})
+
+
+def test_text_source_limit_keeps_the_first_n_and_zero_leaves_the_source_out(tmp_path) -> None:
+    path = tmp_path / "t.jsonl"
+    _write_jsonl(path, [{"id": i, "text": f"text {i}"} for i in "abc"])
+    source = {"name": "j", "type": "jsonl", "path": str(path)}
+    assert [t.id for t in read_texts({**source, "limit": 2})] == ["j:a", "j:b"]
+    assert read_texts({**source, "limit": 0}) == [] and len(read_texts({**source, "limit": None})) == 3
+    with pytest.raises(ConfigError, match="text source 'j': limit must be null"):
+        read_texts({**source, "limit": -1})
+    data = OmegaConf.create({"kind": "text", "sources": [{**source, "limit": 0}, {**source, "name": "k", "limit": 1}]})
+    assert read_examples(data, None) == {"k": [TextExample("k:a", "text a")]}  # a run without source j
 
 
 def test_read_pairs_real_and_negatives(real_data, tmp_path) -> None:

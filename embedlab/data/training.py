@@ -67,7 +67,7 @@ class TextSource:
     type: str  # beir_corpus | beir_sentences | beir_queries | sts_sentences | jsonl
     path: str  # BEIR folder, STS file or JSONL file, relative to the data root
     split: str = "train"  # beir_queries: the qrels split; sts_sentences: the split
-    limit: int | None = None  # keep the first N texts (null = all)
+    limit: int | None = None  # keep the first N texts (null = all; 0 = none: leaves the source out of a run)
     text_field: str = "text"  # jsonl: the field holding the text
     id_field: str = "id"  # jsonl: the field holding the id (absent: the line number)
 
@@ -83,6 +83,8 @@ def read_texts(source: TextSource | Mapping[str, Any], root: str | Path | None =
     name, kind, limit = source.name, source.type, source.limit
     if kind not in TEXT_SOURCES:
         raise ConfigError(f"text source '{name}': type {kind!r} is not one of {', '.join(TEXT_SOURCES)}")
+    if limit is not None and limit < 0:
+        raise ConfigError(f"text source '{name}': limit must be null (all) or >= 0, got {limit}")
     path = resolve_data_path(str(source.path), root)
     if kind in ("beir_corpus", "beir_sentences"):
         corpus = find_data_file(path, "corpus.jsonl")
@@ -104,7 +106,7 @@ def read_texts(source: TextSource | Mapping[str, Any], root: str | Path | None =
         items = [(f"s{i}", s) for i, s in enumerate(dict.fromkeys(pairs.sentences1 + pairs.sentences2))]
     else:
         items = list(_jsonl_texts(path, source.id_field, source.text_field))
-    items = items[:limit] if limit else items
+    items = items if limit is None else items[:limit]
     kept = [TextExample(f"{name}:{i}", t) for i, t in items if t.strip()]
     if len(kept) < len(items):  # only JSONL sources may hold blank texts: skipped, and said so
         log.warning("text source '%s': %d blank texts skipped", name, len(items) - len(kept))

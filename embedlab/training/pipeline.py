@@ -1,5 +1,5 @@
-"""Multi-stage training (KaLM-V2): a chain of embedlab-train / embedlab-soup runs, each starting from the previous
-stage's output.
+"""Multi-stage training (KaLM-V2, LEAF from a fine-tuned teacher): a chain of embedlab-train / embedlab-soup runs,
+each using the previous stage's output as its starting model or as its teacher.
 
 A pipeline file (conf/pipeline/*.yaml) names an output folder and a list of stages:
   stages:
@@ -7,12 +7,17 @@ A pipeline file (conf/pipeline/*.yaml) names an output folder and a list of stag
       cli: train                    # train | soup
       overrides: [data.split=fit]   # Hydra overrides of that CLI's config
       variants: [[seed=0], [seed=1]]  # optional: several runs from the same start (e.g. the soup's ingredients)
+      previous_as: model            # optional, train stages: model (default) | teacher
 A train stage starts from the previous stage's one output (model.path; the first stage from `start`, or its own
-config's model when `start` is null); a soup stage averages all of the previous stage's outputs (models=[...]).
+config's model when `start` is null); with `previous_as: teacher` that output becomes its frozen teacher
+(teacher.path) instead and the student is the stage's own config's model (LEAF from a teacher fine-tuned by the
+stage before). A soup stage averages all of the previous stage's outputs (models=[...]).
 A run is finished when its directory holds model/ and metrics.json (each CLI writes the later of the two only
 after its work is done); finished runs are skipped, so running the pipeline again resumes it. Once a stage has run
 again, every later stage runs again too (its input changed).
-<out>/pipeline.json records every run directory, its output and whether it ran or was skipped.
+<out>/pipeline.json records every run directory, its output and whether it ran or was skipped; each run's overrides,
+with the input the pipeline set, go to <run>/.hydra/overrides.yaml as Hydra records a run's, so embedlab-report
+names pipeline runs by what differs between them.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from embedlab.config.build import CONF_DIR
 from embedlab.config.build import compose as compose_job
 from embedlab.errors import ConfigError
-from embedlab.io import write_json_atomic
+from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.training.soup import run as soup_run
 from embedlab.training.train import train
 
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 
 JOBS = {"train": train, "soup": soup_run}  # what each stage's `cli` runs
 CLIS = tuple(JOBS)
+PREVIOUS_AS = {"model": "model.path", "teacher": "teacher.path"}  # a train stage's use of the previous output -> key
+KEYS = ("cli", "name", "overrides", "previous_as", "variants")  # what a stage may set
 
 
 def load_spec(name: str, overrides: list[str]) -> DictConfig:
@@ -77,6 +85,7 @@ class Stage:
     cli: str
     overrides: list[str] = field(default_factory=list)
     variants: list[list[str]] = field(default_factory=list)  # empty: one run
+    previous_as: str = "model"  # train: the previous output is this run's model | teacher (PREVIOUS_AS)
 
     def run_dirs(self, out: Path) -> list[Path]:
         if not self.variants:
@@ -102,17 +111,24 @@ def parse(spec: DictConfig) -> tuple[Path, str | None, list[Stage], dict[str, li
     stages, names = [], set()
     for i, node in enumerate(spec.stages):
         where = f"pipeline stages[{i}]"
-        unknown = sorted(set(node) - {"name", "cli", "overrides", "variants"})
+        unknown = sorted(set(node) - set(KEYS))
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: cli, name, overrides, variants")
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {', '.join(KEYS)}")
         if node.get("cli") not in CLIS:
             raise ConfigError(f"{where}.cli must be one of {CLIS}, got {node.get('cli')!r}")
+        previous_as = node.get("previous_as") or "model"
+        allowed = tuple(PREVIOUS_AS) if node.cli == "train" else ("model",)  # a soup averages models
+        if previous_as not in allowed:
+            raise ConfigError(
+                f"{where}.previous_as must be one of {allowed} for a {node.cli} stage, got {previous_as!r}"
+            )
         name = node.get("name") or f"{i}_{node.cli}"
         if name in names:
             raise ConfigError(f"{where}.name {name!r} is used twice")
         names.add(name)
         variants = [_strings(v, f"{where}.variants[{j}]") for j, v in enumerate(node.get("variants") or [])]
-        stages.append(Stage(name, node.cli, _strings(node.get("overrides"), f"{where}.overrides"), variants))
+        overrides = _strings(node.get("overrides"), f"{where}.overrides")
+        stages.append(Stage(name, node.cli, overrides, variants, previous_as))
     for i, stage in enumerate(stages):
         if stage.cli == "soup" and (i == 0 or len(stages[i - 1].run_dirs(Path())) < 2):
             raise ConfigError(f"pipeline stage {stage.name!r}: a soup needs a previous stage with variants (2+ runs)")
@@ -138,14 +154,18 @@ def run_pipeline(
             overrides = [*common[stage.cli], *stage.overrides, *(stage.variants[j] if stage.variants else [])]
             # every run's config is checked, finished or not
             cfg = compose(stage.cli, overrides, f"pipeline stage {stage.name!r} ({stage.cli} overrides)")
+            given = []  # the input, as the override it amounts to
             if stage.cli == "soup":
                 OmegaConf.update(cfg, "models", [str(p) for p in inputs])
+                given = [f"models=[{','.join(map(str, inputs))}]"]
             elif inputs:
-                OmegaConf.update(cfg, "model.path", str(inputs[0]))
+                OmegaConf.update(cfg, PREVIOUS_AS[stage.previous_as], str(inputs[0]))
+                given = [f"{PREVIOUS_AS[stage.previous_as]}={inputs[0]}"]
             done = finished(run_dir) and not rerun
             status = "finished" if done else ("planned" if dry_run else "ran")
             log.info("stage %s: %s %s (%s)", stage.name, stage.cli, run_dir, "skipped, finished" if done else status)
             if not done and not dry_run:
+                write_text_atomic(run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump([*overrides, *given]))
                 runner(stage.cli, cfg, run_dir)
                 if not finished(run_dir):
                     raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and metrics.json")
@@ -156,6 +176,7 @@ def run_pipeline(
                     "cli": stage.cli,
                     "run_dir": str(run_dir),
                     "input": [str(p) for p in inputs],
+                    "input_as": "models" if stage.cli == "soup" else stage.previous_as,
                     "output": str(run_dir / "model"),
                     "overrides": overrides,
                     "status": status,

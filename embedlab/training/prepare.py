@@ -56,7 +56,7 @@ def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
     """Training examples by source name (one source per batch when there are several); each kind's keys are its
     schema's (config/schema.py), data.kind one of them (config/check.py)."""
     if data.kind == "text":
-        return {src.name: read_texts(src, root) for src in data.sources}
+        return {src.name: read_texts(src, root) for src in data.sources if src.limit != 0}  # limit 0: left out
     if data.kind == "pairs":
         return {data.path: read_pairs(data.path, data.split, data.negatives_file, data.num_negatives, root)}
     return {Path(data.path).stem: read_scored(data.path, data.num_candidates)}
