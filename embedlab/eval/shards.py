@@ -168,9 +168,15 @@ class Ranks:
         """Rank 0's `value` on every rank: the ranks take the same branch, so they meet at the same barriers."""
         if self.world == 1:
             return value
+        return bool(self.from_rank0(value))
+
+    def from_rank0(self, value):
+        """Rank 0's `value` (any picklable object) on every rank: e.g. the metrics only rank 0 computed."""
+        if self.world == 1:
+            return value
         box = [value]
         dist.broadcast_object_list(box, src=0)
-        return bool(box[0])
+        return box[0]
 
 
 # ------------------------------------------------------------------------------------------------------- writing
@@ -243,7 +249,10 @@ def encode_sharded(folder: Path, plan: ShardPlan, how: Encoding, describe: dict,
         if vectors.ndim != 2 or vectors.shape[0] != end - start:
             raise ValueError(f"{end - start} rows asked for, {vectors.shape} encoded")
         _save(path, vectors)
-        log.info("embedding shard %s rows [%d, %d) of %d written", folder.name[:12], start, end, plan.n_rows)
+        log.info(
+            "embedding shard %s rows [%d, %d) of %d written by rank %d of %d",
+            *(folder.name[:12], start, end, plan.n_rows, ranks.rank, ranks.world),
+        )
     ranks.barrier()
     if ranks.rank == 0:
         _publish(folder, plan, order is not None, describe)
