@@ -75,9 +75,9 @@ def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
 
 @pytest.mark.parametrize(
     ("strategy", "rank", "evaluates", "writes"),
-    [("fsdp", 0, True, True), ("fsdp", 1, True, False), ("ddp", 0, True, True), ("ddp", 1, False, False)],
+    [("fsdp", 0, True, True), ("fsdp", 1, True, False), ("ddp", 0, True, True), ("ddp", 1, True, False)],
 )
-def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
+def test_evaluation_runs_on_every_rank_and_rank_zero_writes(
     tok, monkeypatch, tmp_path, strategy: str, rank: int, evaluates: bool, writes: bool
 ) -> None:
     from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
@@ -108,7 +108,8 @@ def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
     assert len(seen) == int(evaluates)
     if evaluates:
         assert seen[0]["out_dir"] == (tmp_path if writes else None)  # only rank 0 writes files
-        # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step
+        # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step; DDP:
+        # the cache, which splits the encodings over the ranks of a process group (tests/test_ddp_training.py)
         passed = seen[0]["cache"]
         assert passed is None if strategy == "fsdp" else passed.root == cache.root
     assert logger.records == ([(2, {"eval/scifact/x": 1.0})] if writes else [])
