@@ -1,7 +1,8 @@
 """The frozen passes and the evaluations of a run shared by the ranks of a process group: 2 gloo ranks evaluate
 exactly as one process, each encoding only its shards (rank 0 searching and writing alone); and a 2-process DDP
 training run through the CLI (Lightning's subprocess launcher) builds the same teacher table, projection, results
-and model as one process with the same global batch, every rank encoding its own shards of each collection."""
+and model as one process with the same global batch, every rank encoding its own shards of each collection; and
+`embedlab-mine` under torchrun mines the file one process mines, its encodings split over the two ranks."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = EvalSettings(limit=10, max_docs=100, batch_size=4, dims=[None, 16], precisions=["float32", "int8"])
 SHARD_ROWS = 8  # two batches of 4: 13 shards of the 100 documents, so both ranks have some
 SHARD_LINE = re.compile(r"embedding shard (\w+) rows \[(\d+), (\d+)\) of (\d+) written by rank (\d) of (\d)")
+
+
+def shard_writers(log: str) -> dict[str, list[tuple[int, int]]]:
+    """(first row, rank) of every shard written, by entry key (its first 12 characters), from a run's log."""
+    written = defaultdict(list)
+    for key, start, _end, _n, rank, _world in SHARD_LINE.findall(log):
+        written[key].append((int(start), int(rank)))
+    return dict(written)
 
 
 def counting(encoder) -> list[str]:
@@ -122,7 +131,9 @@ def cached_entries(root: Path) -> dict[str, np.ndarray]:
     return entries
 
 
-def test_two_process_ddp_run_shares_the_frozen_passes_and_equals_one_process(tok, tmp_path, real_data) -> None:
+def test_two_process_ddp_run_shares_the_frozen_passes_and_equals_one_process(
+    tok, tmp_path, real_data, monkeypatch
+) -> None:
     from embedlab.config.build import compose
     from embedlab.training import train
 
@@ -138,18 +149,13 @@ def test_two_process_ddp_run_shares_the_frozen_passes_and_equals_one_process(tok
     (tmp_path / "cli.log").write_text(log)  # for a reader of a failure
     assert proc.returncode == 0, log[-5000:]
 
-    os.environ["EMBEDLAB_CACHE"] = str(tmp_path / "cache1")  # restored below: a cache of its own, nothing shared
-    try:
-        one = tmp_path / "one"
-        train(compose("train", [*common, "data.batch_size=8"]), one)
-    finally:
-        os.environ.pop("EMBEDLAB_CACHE")
+    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache1"))  # a cache of its own: nothing shared
+    one = tmp_path / "one"
+    train(compose("train", [*common, "data.batch_size=8"]), one)
 
     # every shard of every sharded encoding written once (per folder), rank r writing shards r, r+2, … of it
-    written = defaultdict(list)
-    for key, start, _end, _n, rank, world in SHARD_LINE.findall(log):
-        assert world == "2"
-        written[key].append((int(start), int(rank)))
+    assert {world for *_, world in SHARD_LINE.findall(log)} == {"2"}
+    written = shard_writers(log)
     assert {r for shards in written.values() for _, r in shards} == {0, 1}
     for key, shards in written.items():  # (the student's queries twice: the symmetric and asymmetric evaluations)
         starts = sorted({s for s, _ in shards})
@@ -182,3 +188,35 @@ def test_two_process_ddp_run_shares_the_frozen_passes_and_equals_one_process(tok
     for a, b in zip(*heads, strict=True):
         for name, tensor in load_file(a).items():
             torch.testing.assert_close(load_file(b)[name], tensor, atol=1e-6, rtol=1e-5, msg=name)
+
+
+# ------------------------------------------------------------------------------------------------- mining
+def test_embedlab_mine_under_torchrun_splits_the_encodings(tok, tmp_path, real_data) -> None:
+    """Two torchrun ranks each encode their shards of SciFact's corpus (5,183 abstracts: 8 shards) and train queries
+    (2 shards); rank 0 mines the very file one process mines, and writes alone."""
+    model = tmp_path / "tiny"
+    tiny_encoder(tok, projection=None).save(model)
+    args = ["-m", "embedlab.cli.mine", f"model.path={model}", f"data.root={real_data}", "mining.num_negatives=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launchers = {"one": [sys.executable], "two": [sys.executable, "-m", "torch.distributed.run", "--standalone"]}
+    launchers["two"] += ["--nproc-per-node=2"]
+    logs = {}
+    for name, launcher in launchers.items():
+        cmd = [*launcher, *args, f"hydra.run.dir={tmp_path / name}"]
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env={**env, "EMBEDLAB_CACHE": str(tmp_path / f"cache_{name}")},
+            capture_output=True,
+            text=True,
+        )
+        logs[name] = proc.stdout + proc.stderr
+        assert proc.returncode == 0, logs[name][-5000:]
+    negatives = (tmp_path / "one" / "negatives.jsonl").read_bytes()
+    assert negatives.count(b"\n") > 500 and (tmp_path / "two" / "negatives.jsonl").read_bytes() == negatives
+    alone, shared = shard_writers(logs["one"]), shard_writers(logs["two"])
+    assert alone.keys() == shared.keys() and len(shared) == 2  # the queries and the corpus, both sharded
+    for key, shards in shared.items():
+        starts = sorted(s for s, _ in shards)
+        assert starts == sorted(s for s, _ in alone[key]) and len(set(starts)) == len(starts)
+        assert all(rank == starts.index(start) % 2 for start, rank in shards), key

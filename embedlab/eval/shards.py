@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +179,21 @@ class Ranks:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+@contextmanager
+def process_group_from_env() -> Iterator[Ranks]:
+    """The ranks torchrun started (WORLD_SIZE > 1 in the environment, with RANK and MASTER_ADDR/PORT), joined in a
+    gloo process group for the duration; alone, nothing. Gloo on any device: the ranks exchange barriers and small
+    objects only, their encodings meet through files. A job Lightning runs joins Lightning's group instead."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield Ranks.of_process_group()
+        return
+    dist.init_process_group("gloo", init_method="env://")
+    try:
+        yield Ranks.of_process_group()
+    finally:
+        dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------------- writing
