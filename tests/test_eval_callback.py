@@ -74,11 +74,17 @@ def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "rank", "evaluates", "writes"),
-    [("fsdp", 0, True, True), ("fsdp", 1, True, False), ("ddp", 0, True, True), ("ddp", 1, True, False)],
+    ("strategy", "rank", "scratch", "evaluates", "writes"),
+    [
+        ("fsdp", 0, False, True, True),
+        ("fsdp", 1, False, True, False),
+        ("ddp", 0, False, True, True),
+        ("ddp", 1, False, False, False),
+        ("ddp", 1, True, True, False),  # with a scratch folder the ranks share it (tests/test_ddp_training.py)
+    ],
 )
-def test_evaluation_runs_on_every_rank_and_rank_zero_writes(
-    tok, monkeypatch, tmp_path, strategy: str, rank: int, evaluates: bool, writes: bool
+def test_which_ranks_evaluate_and_rank_zero_writes(
+    tok, monkeypatch, tmp_path, strategy: str, rank: int, scratch: bool, evaluates: bool, writes: bool
 ) -> None:
     from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
 
@@ -103,13 +109,13 @@ def test_evaluation_runs_on_every_rank_and_rank_zero_writes(
         },
     )()
     cache = EmbeddingCache(tmp_path / "cache")
-    callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache)
+    shared = tmp_path / "scratch" if scratch else None
+    callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache, scratch=shared)
     callback.on_train_batch_end(trainer, module, None, None, 0)
     assert len(seen) == int(evaluates)
     if evaluates:
         assert seen[0]["out_dir"] == (tmp_path if writes else None)  # only rank 0 writes files
-        # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step; DDP:
-        # the cache, which splits the encodings over the ranks of a process group (tests/test_ddp_training.py)
+        # sharded: no cache, whose per-rank hits and misses would send the ranks' forward passes out of step
         passed = seen[0]["cache"]
         assert passed is None if strategy == "fsdp" else passed.root == cache.root
     assert logger.records == ([(2, {"eval/scifact/x": 1.0})] if writes else [])

@@ -11,7 +11,7 @@ metrics.json and grid.jsonl the same way, under that name.
 
 In a torch.distributed process group, on a cache `sharing_ranks` (`embedlab.eval.cache.cache_for_ranks`), every rank
 calls the runner: each encodes its shards of every collection, rank 0 alone searches and writes, and every rank
-returns rank 0's results.
+returns rank 0's results (an `mteb:` task runs whole on every rank, its encodings split all the same).
 """
 
 from __future__ import annotations
