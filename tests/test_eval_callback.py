@@ -74,11 +74,17 @@ def test_asymmetric_callback_passes_teacher_documents(tok, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "rank", "evaluates", "writes"),
-    [("fsdp", 0, True, True), ("fsdp", 1, True, False), ("ddp", 0, True, True), ("ddp", 1, False, False)],
+    ("strategy", "rank", "scratch", "evaluates", "writes"),
+    [
+        ("fsdp", 0, False, True, True),
+        ("fsdp", 1, False, True, False),
+        ("ddp", 0, False, True, True),
+        ("ddp", 1, False, False, False),
+        ("ddp", 1, True, True, False),  # with a scratch folder the ranks share it (tests/test_ddp_training.py)
+    ],
 )
-def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
-    tok, monkeypatch, tmp_path, strategy: str, rank: int, evaluates: bool, writes: bool
+def test_which_ranks_evaluate_and_rank_zero_writes(
+    tok, monkeypatch, tmp_path, strategy: str, rank: int, scratch: bool, evaluates: bool, writes: bool
 ) -> None:
     from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
 
@@ -103,7 +109,8 @@ def test_sharded_evaluation_runs_on_every_rank_and_rank_zero_writes(
         },
     )()
     cache = EmbeddingCache(tmp_path / "cache")
-    callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache)
+    shared = tmp_path / "scratch" if scratch else None
+    callback = EvaluationCallback(["scifact"], every_n_steps=2, out_dir=tmp_path, cache=cache, scratch=shared)
     callback.on_train_batch_end(trainer, module, None, None, 0)
     assert len(seen) == int(evaluates)
     if evaluates:

@@ -47,28 +47,37 @@ class EmbeddingCache:
         *,
         shard_rows: int = DEFAULT_SHARD_ROWS,
         across_ranks: bool = False,
+        scratch: Path | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
         self.hits = self.misses = 0
         self.bypass = bypass  # encoders `encode_cached` never caches (see `bypassing`)
         self.shard_rows = shard_rows  # rows per shard at most (see `embedlab.eval.shards.plan_shards`)
         self.across_ranks = across_ranks  # split encodings over the process group's ranks (see `sharing_ranks`)
+        self.scratch = scratch  # where ranks sharing encodings meet for a bypassed encoder (see `for_bypassed`)
 
     def _like(self, **changes) -> EmbeddingCache:
         settings = {"bypass": self.bypass, "shard_rows": self.shard_rows, "across_ranks": self.across_ranks}
-        return EmbeddingCache(self.root, **{**settings, **changes})
+        return EmbeddingCache(self.root, **{**settings, "scratch": self.scratch, **changes})
 
     def bypassing(self, encoder) -> EmbeddingCache:
         """This cache (same folder, own counters) with `encoder` left out: a model being trained changes at every
         step, so caching it would hash all its weights and write vectors no one reads again."""
         return self._like(bypass=(*self.bypass, encoder))
 
-    def sharing_ranks(self) -> EmbeddingCache:
+    def sharing_ranks(self, scratch: Path | None = None) -> EmbeddingCache:
         """This cache (same folder, own counters) splitting each encoding over the ranks of the torch.distributed
         process group, when one is initialised: rank r encodes shards r, r+W, … Every rank must then ask for the
         same encodings in the same order (they meet at barriers), so it is opt-in: rank-0-only evaluation keeps
-        the plain cache."""
-        return self._like(across_ranks=True)
+        the plain cache. The ranks meet through files: a bypassed encoder's shards go to `scratch` (a folder of
+        the job, which removes it), or, without one, every rank encodes all of its texts."""
+        return self._like(across_ranks=True, scratch=scratch)
+
+    def for_bypassed(self) -> EmbeddingCache | None:
+        """Where a bypassed encoder's vectors go: nowhere, unless ranks share encodings through `scratch`."""
+        if self.across_ranks and self.scratch is not None:
+            return EmbeddingCache(self.scratch, shard_rows=self.shard_rows, across_ranks=True)
+        return None
 
     def key(self, model_fingerprint: str, texts: Sequence[str], prompt: str) -> str:
         return fingerprint([model_fingerprint, prompt, len(texts), fingerprint(texts)])
@@ -142,6 +151,18 @@ class EmbeddingCache:
         return emb
 
 
+def cache_for_ranks(
+    cache: EmbeddingCache | None, scratch: Path, shard_rows: int = DEFAULT_SHARD_ROWS
+) -> EmbeddingCache | None:
+    """The one rule for which cache a job's encodings go through. Alone (no torch.distributed process group, or a
+    group of one): `cache` as given, None included. In a group of several ranks every encoding is split over them
+    (`sharing_ranks`), and ranks meet through files: `cache`'s folder, with what it bypasses (a model being trained)
+    and everything when there is no cache in `scratch`, a folder of the job that the job removes."""
+    if Ranks.of_process_group().world == 1:
+        return cache
+    return (cache or EmbeddingCache(scratch, shard_rows=shard_rows)).sharing_ranks(scratch)
+
+
 def encode_cached(
     encoder,
     texts: Sequence[str],
@@ -163,7 +184,7 @@ def encode_cached(
     if kind not in ("query", "document", "text", "features"):
         raise ValueError(f"kind must be query, document, text or features, got {kind!r}")
     if cache is not None and any(encoder is e for e in cache.bypass):
-        cache = None  # a model being trained: neither its vectors nor its features are cached
+        cache = cache.for_bypassed()  # a model being trained: neither its vectors nor its features are kept
     query_prompt = encoder.query_prompt_for(task) if hasattr(encoder, "query_prompt_for") else encoder.query_prompt
     prompt = {"query": query_prompt, "document": encoder.document_prompt}.get(kind, "")
 

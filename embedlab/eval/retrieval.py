@@ -19,6 +19,7 @@ from embedlab.eval.ann import SearchSettings
 from embedlab.eval.ann import search as search_corpus
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.metrics import DEFAULT_K, retrieval_metrics
+from embedlab.eval.shards import RowStack
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,17 @@ def check_same_dim(query_encoder, doc_encoder) -> None:
         )
 
 
+def encode_task(
+    data: RetrievalData, doc_encoder, query_encoder, batch_size: int, cache: EmbeddingCache | None
+) -> tuple[list[str], list[str], np.ndarray | RowStack, np.ndarray | RowStack]:
+    """(document ids, query ids, their vectors): a task's encodings, all a rank that does not search takes part in."""
+    dids, qids = list(data.corpus), [q for q in data.qrels if q in data.queries]
+    corpus, texts = [data.corpus[d] for d in dids], [data.queries[q] for q in qids]
+    docs = encode_cached(doc_encoder, corpus, kind="document", cache=cache, batch_size=batch_size)
+    queries = encode_cached(query_encoder, texts, kind="query", cache=cache, batch_size=batch_size, task=data.name)
+    return dids, qids, docs, queries
+
+
 def evaluate_retrieval(
     data: RetrievalData,
     doc_encoder,
@@ -107,18 +119,7 @@ def evaluate_retrieval(
     for dim in quantize.grid_dims(s.dims, doc_encoder.dim):
         s.search.check_dim(dim or doc_encoder.dim)
     check_same_dim(query_encoder, doc_encoder)
-    dids, qids = list(data.corpus), [q for q in data.qrels if q in data.queries]
-    docs = encode_cached(
-        doc_encoder, [data.corpus[d] for d in dids], kind="document", cache=cache, batch_size=s.batch_size
-    )
-    queries = encode_cached(
-        query_encoder,
-        [data.queries[q] for q in qids],
-        kind="query",
-        cache=cache,
-        batch_size=s.batch_size,
-        task=data.name,
-    )
+    dids, qids, docs, queries = encode_task(data, doc_encoder, query_encoder, s.batch_size, cache)
     k = s.top_k + (1 if s.ignore_identical_ids else 0)  # one spare slot for the dropped self-match
     rows: list[dict] = []
     first: RetrievalResult | None = None

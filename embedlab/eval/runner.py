@@ -8,6 +8,10 @@ Output folder layout (every file written atomically):
 
 A task named `mteb:<Name>` runs MTEB's implementation of it (embedlab.eval.mteb_tasks); its scores land in
 metrics.json and grid.jsonl the same way, under that name.
+
+In a torch.distributed process group, on a cache `sharing_ranks` (`embedlab.eval.cache.cache_for_ranks`), every rank
+calls the runner: each encodes its shards of every collection, rank 0 alone searches and writes, and every rank
+returns rank 0's results (an `mteb:` task runs whole on every rank, its encodings split all the same).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from pathlib import Path
 from embedlab.data import RetrievalData, StsPairs, get_task, load_task
 from embedlab.errors import ConfigError
 from embedlab.eval.ann import SearchSettings
-from embedlab.eval.cache import EmbeddingCache
+from embedlab.eval.cache import DEFAULT_SHARD_ROWS, EmbeddingCache
 from embedlab.eval.metrics import DEFAULT_K, check_k_values
 from embedlab.eval.mteb_tasks import check_source, check_task_names, evaluate_mteb_task, is_mteb_task
 from embedlab.eval.quantize import check_dims, check_precisions, grid_dims
-from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, evaluate_retrieval
+from embedlab.eval.retrieval import RetrievalSettings, check_same_dim, encode_task, evaluate_retrieval
+from embedlab.eval.shards import Ranks
 from embedlab.eval.sts import evaluate_sts
 from embedlab.io import atomic_path, write_json_atomic, write_jsonl_atomic
 
@@ -44,6 +49,7 @@ class EvalSettings:
     run_depth: int = 100  # documents per query written to runs/<task>.trec
     mteb_source: str = "auto"  # data of mteb:<Name> tasks: auto (local copy if any, else hub) | local | hub
     search: SearchSettings = field(default_factory=SearchSettings)  # how retrieval searches the corpus (eval/ann.py)
+    shard_rows: int = DEFAULT_SHARD_ROWS  # embedding-cache shard size at most (rows): what ranks split an encoding by
 
 
 def check_settings(s: EvalSettings, dim: int | None = None) -> None:
@@ -61,7 +67,7 @@ def check_settings(s: EvalSettings, dim: int | None = None) -> None:
     if dim is not None:
         for d in grid_dims(list(s.dims), dim):
             s.search.check_dim(d or dim)
-    for name, minimum in (("top_k", 1), ("batch_size", 1), ("binary_rescore", 0), ("run_depth", 0)):
+    for name, minimum in (("top_k", 1), ("batch_size", 1), ("binary_rescore", 0), ("run_depth", 0), ("shard_rows", 1)):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"eval {name} must be an integer >= {minimum}, got {value!r}")
@@ -88,7 +94,9 @@ def evaluate_task(
     data_root: str | Path | None = None,
     cache: EmbeddingCache | None = None,
     out_dir: Path | None = None,
-) -> TaskResult:
+    searches: bool = True,
+) -> TaskResult | None:
+    """One task's result; with `searches=False` (a rank helping rank 0) only its retrieval encodings, and None."""
     s = settings or EvalSettings()
     spec = get_task(name)
     data = load_task(
@@ -98,6 +106,9 @@ def evaluate_task(
         limit=s.limit,
         max_docs=s.max_docs if spec.kind == "retrieval" else None,
     )
+    if isinstance(data, RetrievalData) and not searches:
+        encode_task(data, doc_encoder, query_encoder or doc_encoder, s.batch_size, cache)
+        return None
     if isinstance(data, RetrievalData):
         result = evaluate_retrieval(
             data,
@@ -167,6 +178,9 @@ def evaluate_tasks(
     if any(spec.kind == "retrieval" for spec in specs):
         check_same_dim(query_encoder, doc_encoder)
     check_settings(settings or EvalSettings(), min(doc_encoder.dim, (query_encoder or doc_encoder).dim))
+    ranks = cache.ranks() if cache is not None else Ranks()
+    if ranks.rank != 0:
+        out_dir = None  # rank 0 writes
     results = []
     for name in tasks:
         log.info("evaluating %s", name)
@@ -192,8 +206,10 @@ def evaluate_tasks(
                 data_root=data_root,
                 cache=cache,
                 out_dir=out_dir,
+                searches=ranks.rank == 0,
             )
         )
+    results = ranks.from_rank0(results)  # the other ranks' STS and MTEB results are the same, their retrieval None
     if out_dir is not None:
         write_json_atomic(out_dir / "metrics.json", {r.task: r.metrics for r in results})
         rows = [row for r in results for row in r.grid]

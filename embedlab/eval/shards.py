@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,9 +170,30 @@ class Ranks:
         """Rank 0's `value` on every rank: the ranks take the same branch, so they meet at the same barriers."""
         if self.world == 1:
             return value
+        return bool(self.from_rank0(value))
+
+    def from_rank0(self, value):
+        """Rank 0's `value` (any picklable object) on every rank: e.g. the metrics only rank 0 computed."""
+        if self.world == 1:
+            return value
         box = [value]
         dist.broadcast_object_list(box, src=0)
-        return bool(box[0])
+        return box[0]
+
+
+@contextmanager
+def process_group_from_env() -> Iterator[Ranks]:
+    """The ranks torchrun started (WORLD_SIZE > 1 in the environment, with RANK and MASTER_ADDR/PORT), joined in a
+    gloo process group for the duration; alone, nothing. Gloo on any device: the ranks exchange barriers and small
+    objects only, their encodings meet through files. A job Lightning runs joins Lightning's group instead."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield Ranks.of_process_group()
+        return
+    dist.init_process_group("gloo", init_method="env://")
+    try:
+        yield Ranks.of_process_group()
+    finally:
+        dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------------- writing
@@ -243,7 +266,10 @@ def encode_sharded(folder: Path, plan: ShardPlan, how: Encoding, describe: dict,
         if vectors.ndim != 2 or vectors.shape[0] != end - start:
             raise ValueError(f"{end - start} rows asked for, {vectors.shape} encoded")
         _save(path, vectors)
-        log.info("embedding shard %s rows [%d, %d) of %d written", folder.name[:12], start, end, plan.n_rows)
+        log.info(
+            "embedding shard %s rows [%d, %d) of %d written by rank %d of %d",
+            *(folder.name[:12], start, end, plan.n_rows, ranks.rank, ranks.world),
+        )
     ranks.barrier()
     if ranks.rank == 0:
         _publish(folder, plan, order is not None, describe)

@@ -45,7 +45,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[TaskResult]:
     started = time.perf_counter()
     doc_encoder = build_encoder(cfg.model, cfg.device, frozen=True)
     query_encoder = build_encoder(cfg.query_model, cfg.device, frozen=True) if cfg.query_model else None
-    cache = EmbeddingCache(cfg.eval.cache_dir) if cfg.eval.cache else None
+    cache = EmbeddingCache(cfg.eval.cache_dir, shard_rows=settings.shard_rows) if cfg.eval.cache else None
     results = evaluate_tasks(
         tasks,
         doc_encoder,

@@ -53,9 +53,11 @@ SHARDED_NAMES = ("fsdp", "deepspeed_stage_3")
 
 
 def evaluation_ranks(strategy: Any) -> Literal["all", "rank0"]:
-    """Which ranks run evaluation's forward passes (a `pl.Trainer` strategy, as a name or an object). Under a
-    sharded strategy every forward all-gathers parameters from all ranks, so rank 0 alone would wait forever: all
-    ranks run it. Otherwise each rank holds the whole model and rank 0 alone evaluates. Only rank 0 writes files."""
+    """Which ranks run all of a trained model's forward passes (a `pl.Trainer` strategy, as a name or an object).
+    Under a sharded strategy every forward all-gathers parameters from all ranks, so rank 0 alone would wait
+    forever: all ranks run them all. Otherwise each rank holds the whole model: rank 0 alone runs a small pass (the
+    held-out cosines), and an evaluation's encodings are split over the ranks (`EvaluationCallback`). Only rank 0
+    writes files."""
     from pytorch_lightning.strategies import FSDPStrategy, ModelParallelStrategy
 
     if isinstance(strategy, str):

@@ -52,6 +52,12 @@ class EmbeddingModule(pl.LightningModule):
                 raise ConfigError("the loss needs teacher embeddings (leaf): configure teacher=... or teacher.file=...")
             check_teacher_size(student.dim, teacher_table.dim if teacher_table is not None else teacher.dim)
 
+    def use_teacher_table(self, table: TeacherTable) -> None:
+        """Look the teacher's targets up in `table` (built at fit's setup, once the ranks can share the teacher's
+        pass): the teacher model leaves the module."""
+        check_teacher_size(self.student.dim, table.dim)
+        self.teacher_table, self.teacher = table, None
+
     def on_fit_start(self) -> None:
         """HF backbones load in eval mode and Lightning keeps the modes it finds: train the student with its
         dropout whether or not an evaluation (which leaves it in train mode) ran first; the teacher stays frozen."""

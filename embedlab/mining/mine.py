@@ -17,6 +17,7 @@ from embedlab.data.beir import RetrievalData
 from embedlab.errors import ConfigError
 from embedlab.eval.ann import SearchSettings
 from embedlab.eval.cache import EmbeddingCache, encode_cached
+from embedlab.eval.shards import RowStack
 from embedlab.mining.candidates import CandidateTable, flag_candidates, retrieve_with_recall
 from embedlab.mining.select import FILTERS, Selection, SelectionConfig, select_negatives
 
@@ -98,6 +99,17 @@ def false_negative_diagnostics(
     }
 
 
+def mining_vectors(
+    data: RetrievalData, query_encoder, doc_encoder, batch_size: int, cache: EmbeddingCache | None
+) -> tuple[np.ndarray | RowStack, np.ndarray | RowStack]:
+    """(query vectors, document vectors) of what `mine` mines: all that ranks helping rank 0 take part in."""
+    query_ids, _ = query_positives(data)
+    texts = [data.queries[q] for q in query_ids]
+    q_emb = encode_cached(query_encoder, texts, kind="query", cache=cache, batch_size=batch_size)
+    d_emb = encode_cached(doc_encoder, list(data.corpus.values()), kind="document", cache=cache, batch_size=batch_size)
+    return q_emb, d_emb
+
+
 def mine(
     data: RetrievalData,
     query_encoder,
@@ -119,10 +131,7 @@ def mine(
         raise ConfigError(f"{data.name}: no query has a judged-relevant document in the corpus; nothing to mine")
     doc_ids = list(data.corpus)
     doc_texts = [data.corpus[d] for d in doc_ids]
-    q_emb = encode_cached(
-        query_encoder, [data.queries[q] for q in query_ids], kind="query", cache=cache, batch_size=batch_size
-    )
-    d_emb = encode_cached(doc_encoder, doc_texts, kind="document", cache=cache, batch_size=batch_size)
+    q_emb, d_emb = mining_vectors(data, query_encoder, doc_encoder, batch_size, cache)
     scores, rows, recall = retrieve_with_recall(q_emb, d_emb, top_k, search)
     retrieved = (scores, rows)
     table = flag_candidates(retrieved, q_emb, d_emb, doc_texts, positives)

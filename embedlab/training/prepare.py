@@ -2,13 +2,15 @@
 mined negatives, the teacher and its table of targets, the closed-form projection, the Lightning module.
 
 Expensive work comes last and only once the cheap checks have passed: the student is built before any data is
-read, and its size and the evaluation settings are checked before the teacher embeds anything.
+read, and its size and the evaluation settings are checked before the teacher embeds anything. The frozen passes
+(the cached teacher table, the closed-form projection: `frozen_targets`) wait for fit, where the ranks of a process
+group share them (`embedlab.training.frozen`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ class Prepared:
     sizes: dict[str, int]  # training examples per source (the model card's training data)
     data_fingerprint: str | None = None  # a mixture's (its Arrow files' keys); else the manifest hashes `texts`
     counter: BatchCounter | None = None  # a mixture's batches per dataset
+    groups: list[list[str]] = field(default_factory=list)  # `texts` per training source (a cached table's parts)
 
 
 def read_examples(data: DictConfig, root: str | None) -> dict[str, list]:
@@ -112,19 +115,16 @@ def build_module(
 def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
     """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
     data = mixture_data(cfg.data, student, cfg.seed)
-    teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
+    teacher, _ = build_teacher(cfg, [], student.dim)  # config/check.py: teacher.cache=false here
     checks.loss.partial = True  # each term on the batches that hold its inputs
     module = build_module(cfg, checks, student, teacher)
     counter = BatchCounter(data.source_names)
     return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
 
 
-def build_teacher(
-    cfg: DictConfig, groups: list[list[str]], ids: list[str], cache: EmbeddingCache | None, student_dim: int
-) -> tuple[Encoder | None, TeacherTable | None]:
-    """(teacher encoder or None, teacher table or None) from the `teacher` group; `groups`: texts per source.
-
-    A student/teacher size mismatch is reported as soon as the teacher is loaded, before it embeds anything."""
+def build_teacher(cfg: DictConfig, ids: list[str], student_dim: int) -> tuple[Encoder | None, TeacherTable | None]:
+    """(teacher encoder or None, teacher file's table or None) from the `teacher` group; a cached teacher's table
+    is `frozen_targets`' work. A student/teacher size mismatch is reported as soon as the teacher is loaded."""
     t = cfg.teacher
     if t.file:
         return None, TeacherTable.from_file(t.file, ids)
@@ -132,10 +132,21 @@ def build_teacher(
         return None, None
     teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
     check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
-    if not t.cache:
-        return teacher, None
-    log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
-    return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.batch_size)
+    return teacher, None
+
+
+def frozen_targets(cfg: DictConfig, run: Prepared, cache: EmbeddingCache | None) -> None:
+    """The expensive frozen passes before training, for the classic and the mixture path alike: the cached teacher
+    table (`teacher.cache`: the teacher embeds `run.groups`, then the module looks its targets up) and the
+    closed-form projection (`projection.init=ridge`, on `run.data.train_rows`)."""
+    if run.teacher is not None and cfg.teacher.cache:
+        log.info("teacher %s: embedding %d training texts (cached)", run.teacher.name, len(run.texts))
+        run.table = TeacherTable.from_encoder(run.teacher, run.groups, cache, batch_size=cfg.teacher.batch_size)
+        run.module.use_teacher_table(run.table)
+    if cfg.projection.init == "ridge":
+        assert run.table is not None  # config/check.py: ridge needs cached teacher embeddings
+        rows = run.data.train_rows
+        init_projection(run.student, run.texts, rows, run.table, cfg.projection.ridge, cache, cfg.eval.batch_size)
 
 
 def init_projection(
@@ -184,12 +195,9 @@ def prepare(cfg: DictConfig, checks: TrainChecks, out_dir: Path, cache: Embeddin
     groups = [[example_text(e) for e in source] for source in examples.values()]  # data.all_examples order
     texts = [t for g in groups for t in g]
     ids = [e.id if isinstance(e, TextExample) else e.query_id for e in data.all_examples]
-    teacher, table = build_teacher(cfg, groups, ids, cache, student.dim)
+    teacher, table = build_teacher(cfg, ids, student.dim)
     module = build_module(cfg, checks, student, teacher, table)
-    if cfg.projection.init == "ridge":
-        assert table is not None  # config/check.py: ridge needs cached teacher embeddings
-        init_projection(student, texts, data.train_rows, table, cfg.projection.ridge, cache, cfg.eval.batch_size)
     if cfg.projection.freeze_backbone:
         student.backbone.requires_grad_(False)
     sizes = {name: len(source) for name, source in examples.items()}
-    return Prepared(student, module, data, texts, ids, teacher, table, remine, sizes)
+    return Prepared(student, module, data, texts, ids, teacher, table, remine, sizes, groups=groups)

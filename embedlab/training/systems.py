@@ -30,6 +30,7 @@ class Systems:
     settings: EvalSettings
     out_dir: Path
     cache: EmbeddingCache | None
+    scratch: Path | None = None  # the run's folder where ranks sharing an encoding meet when nothing caches it
     table: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -43,34 +44,37 @@ class Systems:
     def asymmetric(self, run: Prepared) -> bool:
         return bool(self.cfg.eval.asymmetric and run.teacher is not None and self.retrieval_tasks)
 
-    def evaluate(self, tasks: list[str], folder: str, docs: Encoder, queries: Encoder | None = None) -> dict:
+    def evaluate(
+        self, tasks: list[str], folder: str, cache: EmbeddingCache | None, docs: Encoder, queries: Encoder | None = None
+    ) -> dict:
         results = evaluate_tasks(
             tasks,
             docs,
             queries,
             settings=self.settings,
             data_root=self.cfg.data.root,
-            cache=self.cache,
+            cache=cache,
             out_dir=self.out_dir / folder,
         )
         return {r.task: r.metrics for r in results}
 
-    def before_training(self, run: Prepared) -> None:
-        """Teacher, shipped student, student before training, asymmetric before: frozen encoders, so cached."""
+    def before_training(self, run: Prepared, cache: EmbeddingCache | None) -> None:
+        """Teacher, shipped student, student before training, asymmetric before: frozen encoders, so cached (in
+        `cache`: this one, or the one that shares the encodings over the ranks of a process group)."""
         cfg = self.cfg
         if run.teacher is not None and cfg.eval.teacher:
-            self.table["teacher"] = self.evaluate(self.tasks, "teacher", run.teacher)
+            self.table["teacher"] = self.evaluate(self.tasks, "teacher", cache, run.teacher)
         if not cfg.eval.before_training:
             return
-        before = self.evaluate(self.tasks, "before", run.student)
+        before = self.evaluate(self.tasks, "before", cache, run.student)
         if cfg.model.get("projection_dim") and not cfg.model.get("lora"):
             # The backbone as released, in its own space (no new head): what LEAF into the teacher's space cost or
             # gained. Evaluated after the student, whose cached pooled features it reuses: no second corpus pass.
-            self.table["student (as shipped)"] = self.evaluate(self.tasks, "shipped", shipped_model(cfg.model))
+            self.table["student (as shipped)"] = self.evaluate(self.tasks, "shipped", cache, shipped_model(cfg.model))
         self.table["student (before)"] = before
         if self.asymmetric(run):
             self.table["asymmetric (before)"] = self.evaluate(
-                self.retrieval_tasks, "asymmetric_before", run.teacher, run.student
+                self.retrieval_tasks, "asymmetric_before", cache, run.teacher, run.student
             )
 
     def callbacks(self, run: Prepared) -> list[EvaluationCallback]:
@@ -81,7 +85,7 @@ class Systems:
             "data_root": self.cfg.data.root,
             "cache": self.cache,
         }
-        evaluators = [EvaluationCallback(self.tasks, out_dir=self.out_dir, **common)]
+        evaluators = [EvaluationCallback(self.tasks, out_dir=self.out_dir, scratch=self.scratch_for("eval"), **common)]
         if self.asymmetric(run):
             evaluators.append(
                 EvaluationCallback(
@@ -89,10 +93,14 @@ class Systems:
                     document_encoder=run.teacher,
                     prefix="eval_asymmetric",
                     out_dir=self.out_dir / "asymmetric",
+                    scratch=self.scratch_for("eval_asymmetric"),
                     **common,
                 )
             )
         return evaluators
+
+    def scratch_for(self, name: str) -> Path | None:
+        return self.scratch / name if self.scratch is not None else None
 
     def after_training(self, evaluators: list[EvaluationCallback]) -> None:
         for name, evaluator in zip(("student", "asymmetric"), evaluators, strict=False):

@@ -1,5 +1,6 @@
 """A training run as a library call: `train(cfg, out_dir)` takes a resolved `conf/train.yaml` config and runs
-prepare → evaluate the frozen systems → fit → evaluate the trained student → export → record.
+prepare → fit (which first runs the frozen passes: teacher table, projection, the frozen systems' evaluations, on
+every rank of a process group) → evaluate the trained student → export → record.
 
     from embedlab.config.build import compose
     from embedlab.training import train
@@ -30,12 +31,14 @@ from embedlab.manifest import build_manifest, git_state, write_run_record
 from embedlab.models.card import model_card
 from embedlab.precision import record as precision_record
 from embedlab.precision import resolve_trainer, trainer_device
+from embedlab.training.frozen import FrozenPasses
 from embedlab.training.loggers import make_logger
 from embedlab.training.prepare import Prepared, prepare
 from embedlab.training.resume import config_record, find_checkpoint
 from embedlab.training.systems import Systems, heldout_cosines, results_table
 
 log = logging.getLogger("embedlab.train")
+SCRATCH = "embeddings.tmp"  # in the run directory: encodings the ranks share and no cache keeps, removed at the end
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict:
@@ -49,17 +52,13 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         return {}
     checks = check_train_config(cfg)  # names, values, sizes and secrets: before any data, model or teacher work
     pl.seed_everything(cfg.seed, workers=True)
-    cache = EmbeddingCache() if cfg.eval.cache else None
+    cache = EmbeddingCache(shard_rows=cfg.eval.shard_rows) if cfg.eval.cache else None
     ckpt_path = find_checkpoint(cfg.resume, out_dir, record)
     run = prepare(cfg, checks, out_dir, cache)
 
-    systems = Systems(cfg, checks.eval, out_dir, cache)
-    # Under DDP every process runs this; before fit nothing is sharded (FSDP included), so rank 0 alone evaluates
-    # the frozen systems. After fit, see `evaluates_on_this_rank`.
-    main_process = pl.utilities.rank_zero_only.rank == 0
-    if main_process:
-        systems.before_training(run)
-    cosines_before = heldout_cosines(run, cfg.eval.batch_size)
+    scratch = out_dir / SCRATCH
+    systems = Systems(cfg, checks.eval, out_dir, cache, scratch)
+    frozen = FrozenPasses(cfg, run, systems, cache, scratch)  # at fit's start, once the process group exists
 
     trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_settings["precision"] = resolve_trainer(trainer_settings["precision"], trainer_settings["accelerator"])
@@ -77,6 +76,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         use_distributed_sampler=False,  # the data module shards its length-grouped global batches itself
         logger=make_logger(cfg, out_dir),
         callbacks=[
+            frozen,
             *evaluators,
             *([run.remine] if run.remine else []),
             *([run.counter] if run.counter else []),
@@ -103,6 +103,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     cosines = heldout_cosines(run, cfg.eval.batch_size) if on_this_rank else None
     if not trainer.is_global_zero:
         return {}
+    shutil.rmtree(scratch, ignore_errors=True)  # every rank has read its encodings
+    cosines_before = frozen.cosines_before
 
     systems.after_training(evaluators)
     write_json_atomic(out_dir / "results.json", systems.table)
