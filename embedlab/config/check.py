@@ -124,16 +124,16 @@ def check_mixture(cfg: DictConfig, loss: WeightedSum) -> None:
     unsupported = {
         "data.heldout": cfg.data.heldout != 0,
         "teacher.file": bool(teacher.file),
-        "teacher.cache": bool(teacher.path) and teacher.cache,
-        "projection.init=ridge": cfg.projection.init == "ridge",
         "mining": bool(cfg.get("mining") and cfg.mining.enabled),
     }
     for key, bad in unsupported.items():
         if bad:
             raise ConfigError(
-                f"{key}: not supported with data.kind=mixture (heldout 0, an online teacher with "
-                "teacher.cache=false, no mining, projection.init=random)"
+                f"{key}: not supported with data.kind=mixture (heldout 0, a teacher model (teacher.path, cached "
+                "or online) rather than teacher.file, no mining)"
             )
+    if cfg.projection.init == "ridge" and not any(e.kind == "texts" for e in entries):
+        raise ConfigError("projection.init=ridge on a mixture is fitted on its texts datasets: add a kind=texts entry")
     has_teacher = bool(teacher.get("path"))
     provided = {
         e.name: KINDS[BATCH_KINDS[e.kind]].provides | ({"teacher"} if has_teacher and e.kind == "texts" else set())

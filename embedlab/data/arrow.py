@@ -79,6 +79,10 @@ class ArrowSource:
         column = self.dataset.data.column("length")
         return column.take(np.asarray(positions, dtype=np.int64)).to_numpy().astype(np.int64)
 
+    def texts(self) -> TextColumn:
+        """The query texts (a texts source's raw texts) by position, read from the mapped column on demand."""
+        return TextColumn(self.dataset.data.column("query" if self.storage in ("pair", "scored") else "text"))
+
     def examples(self, positions: Sequence[int]) -> list[Example]:
         rows = self._rows(positions)
         if self.partner is None:
@@ -116,6 +120,38 @@ class ArrowSource:
         # classification: the label's name is the positive; same-label rows are masked (collate)
         label_id = f"{self.spec.name}:label:{r['label']}"
         return PairExample(r["id"], r["text"], label_id, r["label"], label=r["label"])
+
+
+class TextColumn(Sequence[str]):
+    """A string column of a memory-mapped Arrow file as a read-only sequence: what the embedding cache fingerprints,
+    sorts by length and encodes a shard at a time (`take`), without a Python list of every text. Iterating reads
+    `CHUNK` rows at a time, so a fingerprint over it equals the fingerprint over the same texts as a list."""
+
+    CHUNK = 8192
+
+    def __init__(self, column) -> None:
+        self.column = column  # a pyarrow ChunkedArray over the mapped file
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return self.column.slice(start, max(stop - start, 0)).to_pylist()
+            return self.take(np.arange(start, stop, step))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.column[int(index) % len(self)].as_py()
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """The texts at `rows`, read by one gather."""
+        return self.column.take(np.asarray(rows, dtype=np.int64)).to_pylist()
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), self.CHUNK):
+            yield from self[start : start + self.CHUNK]
 
 
 def open_source(

@@ -8,6 +8,7 @@ read, and its size and the evaluation settings are checked before the teacher em
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from embedlab.data.training import TextExample, example_text, read_pairs, read_s
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import check_settings
+from embedlab.eval.shards import RowStack
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.mixture import BatchCounter, MixtureDataModule, MixturePart
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.remining import RemineCallback
-from embedlab.lit.teacher import TeacherTable, check_teacher_size
+from embedlab.lit.teacher import TeacherTable, check_teacher_size, teacher_targets
 from embedlab.models import Encoder
 from embedlab.models.projection import fit_projection
 from embedlab.training.negatives import check_mining, mine_before_training
@@ -110,13 +112,61 @@ def build_module(
 
 
 def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
-    """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
+    """A mixture run: a teacher table for its texts datasets (or an online teacher), no held-out slice."""
     data = mixture_data(cfg.data, student, cfg.seed)
-    teacher, _ = build_teacher(cfg, [], [], cache, student.dim)  # config/check.py: teacher.cache=false here
+    teacher, table = mixture_teacher(cfg, data, student, cache)
     checks.loss.partial = True  # each term on the batches that hold its inputs
-    module = build_module(cfg, checks, student, teacher)
+    module = build_module(cfg, checks, student, teacher, table)
+    if cfg.projection.freeze_backbone:
+        student.backbone.requires_grad_(False)
     counter = BatchCounter(data.source_names)
-    return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
+    return Prepared(student, module, data, [], [], teacher, table, None, data.sizes, data.fingerprint, counter)
+
+
+def mixture_teacher(
+    cfg: DictConfig, data: MixtureDataModule, student: Encoder, cache: EmbeddingCache | None
+) -> tuple[Encoder | None, TeacherTable | None]:
+    """A mixture's teacher and, with teacher.cache=true, its table (`TeacherTable.spanning`): each texts dataset
+    embedded once from its Arrow column into the sharded cache, looked up by the batches' rows. With
+    projection.init=ridge the projection is then fitted on those texts."""
+    teacher = load_teacher(cfg, student.dim)
+    if teacher is None or not cfg.teacher.cache:
+        return teacher, None
+    texts = {d: p.source.texts() for d, p in enumerate(data.parts) if p.source.spec.kind == "texts"}
+    log.info("teacher %s: embedding %d mixture texts (cached)", teacher.name, sum(map(len, texts.values())))
+    targets = {d: teacher_targets(teacher, t, cfg.teacher.batch_size, cache) for d, t in texts.items()}
+    sizes = [len(p.source) for p in data.parts]
+    table = TeacherTable.spanning([targets.get(d) for d in range(len(sizes))], sizes, f"teacher {teacher.name}")
+    if cfg.projection.init == "ridge":
+        ridge, batch_size = cfg.projection.ridge, cfg.eval.batch_size
+        init_mixture_projection(student, list(texts.values()), list(targets.values()), ridge, cache, batch_size)
+    return teacher, table
+
+
+def init_mixture_projection(
+    student: Encoder,
+    texts: list[Sequence[str]],
+    targets: list[np.ndarray | RowStack],
+    ridge: float,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+) -> None:
+    """`init_projection` for a mixture: fitted on every row of its texts datasets (features cached per dataset).
+    The fit holds their features and targets in RAM, as the classic path's does."""
+    features = [encode_cached(student, t, kind="features", cache=cache, batch_size=batch_size) for t in texts]
+    x, y = (np.concatenate([np.asarray(a) for a in arrays]) for arrays in (features, targets))
+    fit_projection(student.projection, x, y, ridge)
+    log.info("projection fitted in closed form on %d mixture texts (ridge %.0e)", len(x), ridge)
+
+
+def load_teacher(cfg: DictConfig, student_dim: int) -> Encoder | None:
+    """The teacher model (`teacher.path`), its size checked against the student's before it embeds anything."""
+    t = cfg.teacher
+    if not t.path:
+        return None
+    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
+    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
+    return teacher
 
 
 def build_teacher(
@@ -128,11 +178,8 @@ def build_teacher(
     t = cfg.teacher
     if t.file:
         return None, TeacherTable.from_file(t.file, ids)
-    if not t.path:
-        return None, None
-    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
-    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
-    if not t.cache:
+    teacher = load_teacher(cfg, student_dim)
+    if teacher is None or not t.cache:
         return teacher, None
     log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
     return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.batch_size)

@@ -1,0 +1,149 @@
+"""A mixture's cached teacher table (teacher.cache=true) and closed-form projection (projection.init=ridge), on tiny
+random models: the table holds each texts dataset's rows at that dataset's place among the mixture's rows (a texts
+dataset after a larger texts dataset and a pairs dataset, so a missing or wrong offset looks up other texts), it
+gives the online teacher's targets, the ridge fit is the one made by hand on the texts datasets alone, and a short
+run trains the same weights with the cached teacher as with the online one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embedlab.data.arrow import TextColumn
+from embedlab.io import fingerprint
+from embedlab.models.projection import fit_ridge
+from tests.tiny import TEXTS, tiny_encoder
+
+SIZES = {"a": 8, "p": 7, "b": 6}  # texts a, pairs p, texts b: b's rows start at 15, not at 8 (texts only) or 0
+
+
+@pytest.fixture
+def folders(tok, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
+    tiny_encoder(tok, projection=None, seed=0).save(tmp_path / "student")
+    tiny_encoder(tok, projection=None, seed=1).save(tmp_path / "teacher")
+    rows = {
+        "a": [{"id": f"a{i}", "text": TEXTS[i]} for i in range(SIZES["a"])],
+        "p": [{"query": f"about {TEXTS[i]}", "positive": TEXTS[i]} for i in range(SIZES["p"])],
+        "b": [{"id": f"b{i}", "text": f"{TEXTS[-1 - i]} and more"} for i in range(SIZES["b"])],
+    }
+    for name, lines in rows.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return tmp_path
+
+
+def texts_of(root: Path, name: str) -> list[str]:
+    return [json.loads(line)["text"] for line in (root / f"{name}.jsonl").read_text().splitlines()]
+
+
+def config(root: Path, *extra: str):
+    from embedlab.config.build import compose
+
+    entries = ", ".join(
+        f"{{name: {n}, kind: {'pairs' if n == 'p' else 'texts'}, path: {root / n}.jsonl, weight: 1}}" for n in SIZES
+    )
+    return compose(
+        "train",
+        [
+            "data=mixture_offline",
+            f"data.mixture=[{entries}]",
+            "data.batch_size=2",
+            "data.max_length=32",
+            "loss=[infonce,leaf]",
+            f"model.path={root / 'student'}",
+            "model.projection_dim=null",  # the tiny teacher has the student's size
+            "teacher=mpnet",
+            f"teacher.path={root / 'teacher'}",
+            "teacher.precision=fp32",
+            "teacher.max_length=32",
+            "teacher.batch_size=2",
+            "eval.tasks=[]",
+            "eval.before_training=false",
+            "eval.teacher=false",
+            "checkpoint.every_n_steps=0",
+            *extra,
+        ],
+    )
+
+
+def test_text_column_reads_like_a_list(folders) -> None:
+    from embedlab.data.arrow import open_source
+    from embedlab.data.rows import RowSpec
+
+    source = open_source(RowSpec("b", "texts", "jsonl"), str(folders / "b.jsonl"), cache=folders / "arrow")
+    column, texts = source.texts(), [f"{TEXTS[-1 - i]} and more" for i in range(SIZES["b"])]
+    assert isinstance(column, TextColumn) and len(column) == len(texts)
+    assert list(column) == texts and column[1:4] == texts[1:4] and column[::2] == texts[::2]
+    assert column[-1] == texts[-1] and column.take(np.array([5, 0, 5])) == [texts[5], texts[0], texts[5]]
+    with pytest.raises(IndexError):
+        column[len(texts)]
+    assert fingerprint(column) == fingerprint(texts)  # the cache key of the column is the list's
+    pairs = open_source(RowSpec("p", "pairs", "jsonl"), str(folders / "p.jsonl"), cache=folders / "arrow")
+    assert pairs.texts()[2] == f"about {TEXTS[2]}"  # a pair's text is its query
+
+
+def test_mixture_table_gives_each_texts_dataset_its_own_rows_and_the_online_targets(folders) -> None:
+    from embedlab.eval.cache import EmbeddingCache
+    from embedlab.training.prepare import build_encoder, load_teacher, mixture_data, mixture_teacher
+
+    cfg = config(folders)
+    student = build_encoder(cfg.model)
+    data = mixture_data(cfg.data, student, cfg.seed)
+    cache = EmbeddingCache(folders / "emb", shard_rows=2)  # several shards per dataset, stored longest first
+    teacher, table = mixture_teacher(cfg, data, student, cache)
+    assert table is not None and len(table) == sum(SIZES.values()) and cache.misses == 2
+    online = load_teacher(cfg, student.dim)
+    texts = {n: texts_of(folders, n) for n in ("a", "b")}
+    for name, start in (("a", 0), ("b", SIZES["a"] + SIZES["p"])):
+        rows = torch.arange(start, start + SIZES[name])
+        np.testing.assert_allclose(table.lookup(rows).numpy(), online.encode(texts[name]), atol=1e-5, rtol=0)
+    assert torch.isnan(table.lookup(torch.tensor([SIZES["a"]]))).all()  # a pairs row: no target
+    # the entries are the teacher's as the classic path keys them (texts as a list): hits, no new encoding
+    from embedlab.lit.teacher import teacher_targets
+
+    np.testing.assert_array_equal(np.asarray(teacher_targets(teacher, texts["b"], 2, cache)), table.embeddings[15:])
+    assert cache.misses == 2
+    # every texts batch of an epoch: the table's targets are the online teacher's for that batch's texts
+    seen = 0
+    for batch in data.train_dataloader():
+        if batch["kind"] != "text":
+            continue
+        got = table.lookup(batch["index"]).numpy()
+        np.testing.assert_allclose(got, online.encode(batch["texts"]), atol=1e-5, rtol=0)
+        seen += len(batch["texts"])
+    assert seen == SIZES["a"] + SIZES["b"]
+
+
+def test_mixture_ridge_fits_the_projection_on_the_texts_datasets(folders) -> None:
+    from embedlab.training.prepare import build_encoder, load_teacher, mixture_data, mixture_teacher
+
+    cfg = config(folders, "model.projection_dim=32", "projection.init=ridge", "projection.ridge=1e-2")
+    student = build_encoder(cfg.model)
+    data = mixture_data(cfg.data, student, cfg.seed)
+    mixture_teacher(cfg, data, student, None)
+    texts = texts_of(folders, "a") + texts_of(folders, "b")
+    features = student.encode(texts, head=False)
+    weight, bias = fit_ridge(features, load_teacher(cfg, student.dim).encode(texts), 1e-2)
+    torch.testing.assert_close(student.projection.weight.detach(), torch.from_numpy(weight), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(student.projection.bias.detach(), torch.from_numpy(bias), atol=1e-5, rtol=1e-4)
+
+
+def test_cached_and_online_teacher_train_the_same_mixture_run(folders) -> None:
+    from embedlab.training import train
+
+    runs = {}
+    for cached in ("true", "false"):
+        out = folders / f"run_{cached}"
+        cfg = config(folders, f"teacher.cache={cached}", "trainer.max_steps=6", "optim.lr=1e-3", "logger=csv")
+        runs[cached] = train(cfg, out)["summary"], load_file(out / "model" / "model.safetensors")
+    (summary, cached), (summary_online, online) = runs["true"], runs["false"]
+    assert summary["batches_per_dataset"] == summary_online["batches_per_dataset"]
+    assert summary["batches_per_dataset"]["a"] + summary["batches_per_dataset"]["b"] >= 2  # LEAF steps ran
+    before = load_file(folders / "student" / "model.safetensors")
+    assert max(float((cached[k] - before[k]).abs().max()) for k in before) > 1e-4  # training moved the weights
+    assert max(float((cached[k] - online[k]).abs().max()) for k in cached) < 1e-5  # …the same way in both runs
