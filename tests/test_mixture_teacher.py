@@ -1,8 +1,9 @@
-"""A mixture's cached teacher table (teacher.cache=true) and closed-form projection (projection.init=ridge), on tiny
-random models: the table holds each texts dataset's rows at that dataset's place among the mixture's rows (a texts
-dataset after a larger texts dataset and a pairs dataset, so a missing or wrong offset looks up other texts), it
-gives the online teacher's targets, the ridge fit is the one made by hand on the texts datasets alone, and a short
-run trains the same weights with the cached teacher as with the online one."""
+"""A mixture's cached teacher table (teacher.cache=true, or teacher.file) and closed-form projection
+(projection.init=ridge), on tiny random models: the table holds each texts dataset's rows at that dataset's place
+among the mixture's rows (a texts dataset after a larger texts dataset and a pairs dataset, so a missing or wrong
+offset looks up other texts), read a shard at a time from the Arrow column into memory-mapped cache shards; it gives
+the online teacher's targets; the ridge fit is the one made by hand on the texts datasets alone; and a short run
+trains the same weights with the cached teacher as with the online one."""
 
 from __future__ import annotations
 
@@ -87,16 +88,23 @@ def test_text_column_reads_like_a_list(folders) -> None:
     assert pairs.texts()[2] == f"about {TEXTS[2]}"  # a pair's text is its query
 
 
-def test_mixture_table_gives_each_texts_dataset_its_own_rows_and_the_online_targets(folders) -> None:
+def test_mixture_table_gives_each_texts_dataset_its_own_rows_and_the_online_targets(folders, monkeypatch) -> None:
     from embedlab.eval.cache import EmbeddingCache
+    from embedlab.eval.shards import RowStack
     from embedlab.training.prepare import build_encoder, load_teacher, mixture_data, mixture_teacher
 
     cfg = config(folders)
     student = build_encoder(cfg.model)
     data = mixture_data(cfg.data, student, cfg.seed)
     cache = EmbeddingCache(folders / "emb", shard_rows=2)  # several shards per dataset, stored longest first
+    taken, take = [], TextColumn.take
+    monkeypatch.setattr(TextColumn, "take", lambda column, rows: taken.append(len(rows)) or take(column, rows))
     teacher, table = mixture_teacher(cfg, data, student, cache)
     assert table is not None and len(table) == sum(SIZES.values()) and cache.misses == 2
+    assert taken and max(taken) == 2  # the texts read a shard at a time from the Arrow column, never all at once
+    for d in (0, 2):  # the texts datasets' entries: memory-mapped shards, not copies
+        entry = table.embeddings.parts[d]
+        assert isinstance(entry, RowStack) and all(isinstance(s, np.memmap) for s in entry.parts)
     online = load_teacher(cfg, student.dim)
     texts = {n: texts_of(folders, n) for n in ("a", "b")}
     for name, start in (("a", 0), ("b", SIZES["a"] + SIZES["p"])):
@@ -131,6 +139,44 @@ def test_mixture_ridge_fits_the_projection_on_the_texts_datasets(folders) -> Non
     weight, bias = fit_ridge(features, load_teacher(cfg, student.dim).encode(texts), 1e-2)
     torch.testing.assert_close(student.projection.weight.detach(), torch.from_numpy(weight), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(student.projection.bias.detach(), torch.from_numpy(bias), atol=1e-5, rtol=1e-4)
+
+
+def test_mixture_table_from_a_black_box_teachers_file(folders) -> None:
+    """teacher.file: each texts dataset's rows are the file's vectors of its ids ("<entry name>:<id>"), whatever the
+    file's order and whatever else it holds."""
+    from embedlab.training.prepare import build_encoder, mixture_data, mixture_teacher
+
+    ids = [f"{n}:{n}{i}" for n in ("a", "b") for i in range(SIZES[n])] + ["a:extra"]
+    vectors = np.random.default_rng(0).standard_normal((len(ids), 32)).astype(np.float32)
+    order = np.random.default_rng(1).permutation(len(ids))
+    np.savez(folders / "teacher.npz", ids=np.array(ids)[order], embeddings=vectors[order])
+    cfg = config(folders, "teacher=file", f"teacher.file={folders / 'teacher.npz'}")
+    student = build_encoder(cfg.model)
+    teacher, table = mixture_teacher(cfg, mixture_data(cfg.data, student, cfg.seed), student, None)
+    assert teacher is None and table.source == f"file {folders / 'teacher.npz'}"
+    np.testing.assert_array_equal(table.lookup(torch.arange(SIZES["a"])).numpy(), vectors[: SIZES["a"]])
+    b = SIZES["a"] + SIZES["p"]
+    np.testing.assert_array_equal(table.lookup(torch.arange(b, b + SIZES["b"])).numpy(), vectors[SIZES["a"] : -1])
+
+
+def test_check_mixture_allows_the_cached_teacher_ridge_and_file_and_names_what_it_refuses(folders) -> None:
+    from embedlab.config.check import check_train_config
+    from embedlab.errors import ConfigError
+
+    np.savez(folders / "t.npz", ids=np.array(["a:a0"]), embeddings=np.zeros((1, 32), dtype=np.float32))
+    for extra in (
+        ["teacher.cache=true"],
+        ["model.projection_dim=32", "projection.init=ridge"],
+        ["teacher=file", f"teacher.file={folders / 't.npz'}"],
+    ):
+        check_train_config(config(folders, *extra))
+    pairs_only = f"data.mixture=[{{name: p, kind: pairs, path: {folders / 'p'}.jsonl}}]"
+    for extra, message in (
+        (["data.heldout=2"], "data.heldout: not supported with data.kind=mixture"),
+        ([pairs_only, "loss=infonce", "model.projection_dim=32", "projection.init=ridge"], "add a kind=texts entry"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check_train_config(config(folders, *extra))
 
 
 def test_cached_and_online_teacher_train_the_same_mixture_run(folders) -> None:

@@ -83,6 +83,10 @@ class ArrowSource:
         """The query texts (a texts source's raw texts) by position, read from the mapped column on demand."""
         return TextColumn(self.dataset.data.column("query" if self.storage in ("pair", "scored") else "text"))
 
+    def ids(self) -> TextColumn:
+        """A texts source's ids ("<entry name>:<id>"), by position."""
+        return TextColumn(self.dataset.data.column("id"))
+
     def examples(self, positions: Sequence[int]) -> list[Example]:
         rows = self._rows(positions)
         if self.partner is None:

@@ -126,17 +126,28 @@ def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cach
 def mixture_teacher(
     cfg: DictConfig, data: MixtureDataModule, student: Encoder, cache: EmbeddingCache | None
 ) -> tuple[Encoder | None, TeacherTable | None]:
-    """A mixture's teacher and, with teacher.cache=true, its table (`TeacherTable.spanning`): each texts dataset
-    embedded once from its Arrow column into the sharded cache, looked up by the batches' rows. With
-    projection.init=ridge the projection is then fitted on those texts."""
-    teacher = load_teacher(cfg, student.dim)
-    if teacher is None or not cfg.teacher.cache:
+    """A mixture's teacher and, with teacher.cache=true or teacher.file, its table (`TeacherTable.spanning`) for the
+    texts datasets, looked up by the batches' rows: each dataset embedded once from its Arrow column into the
+    sharded cache, or its ids' vectors from the file. With projection.init=ridge the projection is then fitted on
+    those texts."""
+    t = cfg.teacher
+    teacher = None if t.file else load_teacher(cfg, student.dim)
+    if not t.file and (teacher is None or not t.cache):
         return teacher, None
-    texts = {d: p.source.texts() for d, p in enumerate(data.parts) if p.source.spec.kind == "texts"}
-    log.info("teacher %s: embedding %d mixture texts (cached)", teacher.name, sum(map(len, texts.values())))
-    targets = {d: teacher_targets(teacher, t, cfg.teacher.batch_size, cache) for d, t in texts.items()}
+    texts_parts = {d: p.source for d, p in enumerate(data.parts) if p.source.spec.kind == "texts"}
+    texts = {d: source.texts() for d, source in texts_parts.items()}
+    if t.file:  # one pass over the file for every texts dataset's ids ("<entry name>:<id>", as the Arrow rows hold)
+        ids = [i for source in texts_parts.values() for i in source.ids()]
+        vectors = TeacherTable.from_file(t.file, ids).embeddings
+        bounds = np.cumsum([0, *map(len, texts.values())])
+        targets = {d: vectors[a:b] for d, a, b in zip(texts, bounds[:-1], bounds[1:], strict=True)}
+        name = f"file {t.file}"
+    else:
+        log.info("teacher %s: embedding %d mixture texts (cached)", teacher.name, sum(map(len, texts.values())))
+        targets = {d: teacher_targets(teacher, column, t.batch_size, cache) for d, column in texts.items()}
+        name = f"teacher {teacher.name}"
     sizes = [len(p.source) for p in data.parts]
-    table = TeacherTable.spanning([targets.get(d) for d in range(len(sizes))], sizes, f"teacher {teacher.name}")
+    table = TeacherTable.spanning([targets.get(d) for d in range(len(sizes))], sizes, name)
     if cfg.projection.init == "ridge":
         ridge, batch_size = cfg.projection.ridge, cfg.eval.batch_size
         init_mixture_projection(student, list(texts.values()), list(targets.values()), ridge, cache, batch_size)
