@@ -159,6 +159,15 @@ def test_mixture_table_from_a_black_box_teachers_file(folders) -> None:
     np.testing.assert_array_equal(table.lookup(torch.arange(b, b + SIZES["b"])).numpy(), vectors[SIZES["a"] : -1])
 
 
+def test_a_mixture_without_texts_datasets_has_no_table(folders) -> None:
+    from embedlab.training.prepare import build_encoder, mixture_data, mixture_teacher
+
+    cfg = config(folders, f"data.mixture=[{{name: p, kind: pairs, path: {folders / 'p'}.jsonl}}]", "loss=infonce")
+    student = build_encoder(cfg.model)
+    teacher, table = mixture_teacher(cfg, mixture_data(cfg.data, student, cfg.seed), student, None)
+    assert teacher is not None and table is None
+
+
 def test_check_mixture_allows_the_cached_teacher_ridge_and_file_and_names_what_it_refuses(folders) -> None:
     from embedlab.config.check import check_train_config
     from embedlab.errors import ConfigError

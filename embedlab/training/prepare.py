@@ -135,6 +135,8 @@ def mixture_teacher(
     if not t.file and (teacher is None or not t.cache):
         return teacher, None
     texts_parts = {d: p.source for d, p in enumerate(data.parts) if p.source.spec.kind == "texts"}
+    if not texts_parts:  # no distillation batches: nothing to look up
+        return teacher, None
     texts = {d: source.texts() for d, source in texts_parts.items()}
     if t.file:  # one pass over the file for every texts dataset's ids ("<entry name>:<id>", as the Arrow rows hold)
         ids = [i for source in texts_parts.values() for i in source.ids()]
