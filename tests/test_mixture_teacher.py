@@ -127,13 +127,16 @@ def test_mixture_table_gives_each_texts_dataset_its_own_rows_and_the_online_targ
     assert seen == SIZES["a"] + SIZES["b"]
 
 
-def test_mixture_ridge_fits_the_projection_on_the_texts_datasets(folders) -> None:
+def test_mixture_ridge_fits_the_projection_on_the_texts_datasets(folders, monkeypatch) -> None:
+    from embedlab.eval.cache import EmbeddingCache
+    from embedlab.training import prepare
     from embedlab.training.prepare import build_encoder, load_teacher, mixture_data, mixture_teacher
 
+    monkeypatch.setattr(prepare, "FIT_BLOCK_ROWS", 3)  # several blocks per dataset, the last one short
     cfg = config(folders, "model.projection_dim=32", "projection.init=ridge", "projection.ridge=1e-2")
     student = build_encoder(cfg.model)
     data = mixture_data(cfg.data, student, cfg.seed)
-    mixture_teacher(cfg, data, student, None)
+    mixture_teacher(cfg, data, student, EmbeddingCache(folders / "emb", shard_rows=2))  # sharded, stored reordered
     texts = texts_of(folders, "a") + texts_of(folders, "b")
     features = student.encode(texts, head=False)
     weight, bias = fit_ridge(features, load_teacher(cfg, student.dim).encode(texts), 1e-2)

@@ -8,7 +8,7 @@ read, and its size and the evaluation settings are checked before the teacher em
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,11 @@ from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.remining import RemineCallback
 from embedlab.lit.teacher import TeacherTable, check_teacher_size, teacher_targets
 from embedlab.models import Encoder
-from embedlab.models.projection import fit_projection
+from embedlab.models.projection import fit_projection, fit_projection_blocks
 from embedlab.training.negatives import check_mining, mine_before_training
 
 log = logging.getLogger("embedlab.train")
+FIT_BLOCK_ROWS = 16_384  # rows of features and targets in RAM at once while a mixture's projection is fitted
 
 
 @dataclass
@@ -164,12 +165,17 @@ def init_mixture_projection(
     cache: EmbeddingCache | None,
     batch_size: int,
 ) -> None:
-    """`init_projection` for a mixture: fitted on every row of its texts datasets (features cached per dataset).
-    The fit holds their features and targets in RAM, as the classic path's does."""
+    """`init_projection` for a mixture: fitted on every row of its texts datasets, their features (cached per
+    dataset) and teacher targets read a block at a time from the memory-mapped entries (`fit_projection_blocks`)."""
     features = [encode_cached(student, t, kind="features", cache=cache, batch_size=batch_size) for t in texts]
-    x, y = (np.concatenate([np.asarray(a) for a in arrays]) for arrays in (features, targets))
-    fit_projection(student.projection, x, y, ridge)
-    log.info("projection fitted in closed form on %d mixture texts (ridge %.0e)", len(x), ridge)
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for x, y in zip(features, targets, strict=True):
+            for a in range(0, len(x), FIT_BLOCK_ROWS):
+                yield x[a : a + FIT_BLOCK_ROWS], y[a : a + FIT_BLOCK_ROWS]
+
+    fit_projection_blocks(student.projection, blocks, ridge)
+    log.info("projection fitted in closed form on %d mixture texts (ridge %.0e)", sum(map(len, texts)), ridge)
 
 
 def load_teacher(cfg: DictConfig, student_dim: int) -> Encoder | None:
