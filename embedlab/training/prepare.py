@@ -197,8 +197,11 @@ def build_teacher(
     t = cfg.teacher
     if t.file:
         return None, TeacherTable.from_file(t.file, ids)
-    teacher = load_teacher(cfg, student_dim)
-    if teacher is None or not t.cache:
+    if not t.path:
+        return None, None
+    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
+    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
+    if not t.cache:
         return teacher, None
     log.info("teacher %s: embedding %d training texts (cached)", teacher.name, sum(map(len, groups)))
     return teacher, TeacherTable.from_encoder(teacher, groups, cache, batch_size=t.batch_size)
