@@ -88,6 +88,18 @@ def test_text_column_reads_like_a_list(folders) -> None:
     assert pairs.texts()[2] == f"about {TEXTS[2]}"  # a pair's text is its query
 
 
+def test_take_gathers_across_chunks_in_the_order_asked() -> None:
+    """A file's column comes in chunks (1,000 rows each as written): rows from several chunks, unsorted, repeated."""
+    import pyarrow as pa
+
+    texts = [f"text {i}" for i in range(23)]
+    column = TextColumn(pa.chunked_array([texts[a : a + 5] for a in range(0, 23, 5)]))  # chunks of 5, the last 3
+    rows = np.array([22, 0, 7, 7, 13, 4, 21, 5])
+    assert column.column.num_chunks == 5
+    assert column.take(rows) == [texts[r] for r in rows] and column.take([]) == []
+    assert list(column) == texts and column[3:12] == texts[3:12]
+
+
 def test_mixture_table_gives_each_texts_dataset_its_own_rows_and_the_online_targets(folders, monkeypatch) -> None:
     from embedlab.eval.cache import EmbeddingCache
     from embedlab.eval.shards import RowStack

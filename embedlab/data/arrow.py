@@ -179,7 +179,7 @@ def take_chunked(column, rows, starts: np.ndarray | None = None) -> Iterator[tup
     chunk = np.searchsorted(starts, rows, side="right") - 1
     by_chunk = np.argsort(chunk, kind="stable")
     found, first = np.unique(chunk[by_chunk], return_index=True)
-    for c, a, b in zip(found, first, [*first[1:], len(rows)], strict=True):
+    for c, a, b in zip(found, first, np.r_[first[1:], len(rows)][: len(first)], strict=True):
         here = by_chunk[a:b]
         yield here, pc.take(column.chunk(int(c)), rows[here] - starts[c], memory_pool=pa.system_memory_pool())
 
