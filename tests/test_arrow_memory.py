@@ -1,7 +1,8 @@
 """Anonymous memory does not grow with the number of examples of an Arrow-backed mixture: one epoch of batches
 over 20k and over 200k texts, each in a fresh process, peak RssAnon above the process's after its imports. Today's
 list reader, measured the same way, grows by tens of MiB over the same files (the measurement can see growth).
-bench/data_scale.py measures the same at 1M and 10M examples."""
+bench/data_scale.py measures the same at 1M and 10M examples. The same holds for a mixture's teacher table: its
+texts are read from the Arrow column a shard at a time into the sharded cache, never held as one list."""
 
 from __future__ import annotations
 
@@ -96,3 +97,60 @@ def test_anonymous_memory_is_flat_in_the_number_of_examples(tmp_path) -> None:
     list_grew = (lists[200_000]["growth"] - lists[20_000]["growth"]) / MIB
     assert list_grew > 40, f"today's reader grew by only {list_grew:.1f} MiB: the measurement cannot see growth"
     assert grew < 12, f"RssAnon grew by {grew:.1f} MiB from 20k to 200k examples (lists: {list_grew:.1f} MiB)"
+
+
+TABLE_CHILD = r"""
+import json, sys, zlib
+import numpy as np
+import torch
+from embedlab.data.arrow import open_source
+from embedlab.data.rows import RowSpec
+from embedlab.eval.cache import EmbeddingCache
+from embedlab.lit.teacher import TeacherTable, teacher_targets
+
+def anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+
+class Hashed:  # a frozen encoder standing in for a teacher: a cheap vector per text, the peak sampled per shard
+    name, query_prompt, document_prompt, peak = "hashed", "", "", 0
+    def fingerprint(self, head=True):
+        return "hashed-v1"
+    def describe(self):
+        return {"name": self.name}
+    def encode(self, texts, batch_size=32, desc=""):
+        Hashed.peak = max(Hashed.peak, anon())
+        return np.array([[zlib.crc32(t.encode()) % 1000, len(t)] for t in texts], dtype=np.float32)
+
+kind, cache, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+sources = [open_source(RowSpec(f"t{i}", "texts"), f) for i, f in enumerate(files)]
+base = anon()
+columns = [s.texts() if kind == "column" else list(s.texts()) for s in sources]
+store = EmbeddingCache(cache, shard_rows=1024)  # shards of 1024 rows at both sizes
+tables = [teacher_targets(Hashed(), c, 64, store) for c in columns]
+table = TeacherTable.spanning(tables, [len(s) for s in sources], "hashed")
+for rows in np.random.default_rng(0).integers(0, len(table), size=(50, 64)):  # batches' lookups, as in training
+    table.lookup(torch.from_numpy(rows))
+print(json.dumps({"growth": max(Hashed.peak, anon()) - base, "rows": len(table), "misses": store.misses}))
+"""
+
+
+def test_a_mixture_teacher_table_holds_no_list_of_its_texts(tmp_path) -> None:
+    small, large = write_texts(tmp_path / "small", 20_000), write_texts(tmp_path / "large", 200_000)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "EMBEDLAB_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def measure(kind: str, files: list[str], store: str) -> dict:
+        args = [sys.executable, "-c", TABLE_CHILD, kind, str(tmp_path / store), *files]
+        proc = subprocess.run(args, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    column = {n: measure("column", files, f"c{n}") for n, files in ((20_000, small), (200_000, large))}
+    assert column[200_000]["rows"] == 200_000 and column[200_000]["misses"] == 2  # encoded here, one entry a source
+    lists = {n: measure("list", files, f"l{n}") for n, files in ((20_000, small), (200_000, large))}
+    grew = (column[200_000]["growth"] - column[20_000]["growth"]) / MIB
+    list_grew = (lists[200_000]["growth"] - lists[20_000]["growth"]) / MIB
+    assert list_grew > 12, f"a list of the texts grew by only {list_grew:.1f} MiB: the measurement cannot see growth"
+    assert grew < 3, f"RssAnon grew by {grew:.1f} MiB from 20k to 200k texts (as lists: {list_grew:.1f} MiB)"

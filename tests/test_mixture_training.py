@@ -1,6 +1,7 @@
 """A real (tiny-model) training run on the real offline mixture (conf/experiment/mixture_offline.yaml): six staged
-datasets of four kinds, InfoNCE on the pairs and STS batches, LEAF on the texts batches against an online teacher.
-The batches trained on per dataset must be the sampler's schedule, and follow the configured weights."""
+datasets of four kinds, InfoNCE on the pairs and STS batches, LEAF on the texts batches against the recipe's cached
+teacher table, the projection fitted in closed form on the texts datasets first. The batches trained on per dataset
+must be the sampler's schedule, and follow the configured weights."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def test_offline_mixture_trains_with_per_dataset_counts_following_the_weights(to
     overrides = [
         "experiment=mixture_offline",
         f"model.path={tmp_path / 'student'}",
-        "model.projection_dim=null",  # the tiny teacher has the student's size
+        "model.projection_dim=32",  # the tiny teacher's size: the recipe's ridge fit needs a projection
         f"teacher.path={tmp_path / 'teacher'}",
         "teacher.precision=fp32",
+        "teacher.max_length=64",  # the 13,857 texts of the two texts datasets, embedded once
         f"data.root={real_data}",
         "data.batch_size=8",
         "data.max_length=32",
@@ -56,6 +58,7 @@ def test_offline_mixture_trains_with_per_dataset_counts_following_the_weights(to
     assert [counts[n] for n in names] == schedule.tolist()
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["summary"]["batches_per_dataset"] == counts
+    assert manifest["teacher_source"] == f"teacher {tmp_path / 'teacher'}"  # LEAF's targets: the cached table
     assert data.sizes["scifact_pairs"] == 919 and data.sizes["arguana_genq"] == 25844  # the staged files, whole
     logged = (tmp_path / "run").rglob("metrics.csv")
     header = next(iter(logged)).read_text().splitlines()[0]

@@ -6,8 +6,9 @@ through the embedding cache, STSb evaluation every 4 steps, 3 epochs of 6 batche
      → SIGTERM after step 12 (the end of epoch 1: checkpoint saved, exit 143) → resume from 12 → finish
 
 must end bit-identical to the reference: metrics.json, the exported weights, the manifest's student fingerprint.
-The same chain runs on a mixture (data.mixture: a texts dataset for LEAF against an online teacher, a pairs dataset
-for InfoNCE; 3 + 3 one-dataset batches per epoch), whose batches per dataset must match too."""
+The same chain runs on a mixture (data.mixture: a texts dataset for LEAF against the cached teacher table, rebuilt
+from the embedding cache by each resumed process, and a pairs dataset for InfoNCE; 3 + 3 one-dataset batches per
+epoch), whose batches per dataset must match too."""
 
 from __future__ import annotations
 
@@ -57,7 +58,6 @@ def overrides(request, tmp_path_factory, tok) -> list[str]:
             f"{{name: p, kind: pairs, path: {pairs}, instruction: 'query: ', weight: 1}}]",
             "data.drop_last=true",
             "loss=[infonce,leaf]",
-            "teacher.cache=false",
         ]
         texts.write_text("".join(texts.read_text().splitlines(keepends=True)[:13]))
     return [
@@ -123,6 +123,8 @@ def test_killed_twice_and_resumed_ends_identical(overrides, env, tmp_path) -> No
     manifests = [json.loads((d / "manifest.json").read_text()) for d in (ref_dir, run)]
     assert manifests[0]["models"]["student"] == manifests[1]["models"]["student"]
     assert manifests[0]["summary"]["steps"] == manifests[1]["summary"]["steps"] == 18
+    teacher = next(o for o in overrides if o.startswith("teacher.path=")).partition("=")[2]
+    assert manifests[1]["teacher_source"] == f"teacher {teacher}"  # LEAF's targets: the cached table
     assert not checkpoints.exists() and not (ref_dir / "checkpoints").exists()  # removed once the run finished
     counts = [m["summary"].get("batches_per_dataset") for m in manifests]
     assert counts[0] == counts[1]

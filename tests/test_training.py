@@ -90,6 +90,33 @@ def test_fit_ridge_recovers_a_linear_map() -> None:
         fit_ridge(x, y, ridge=-1.0)
 
 
+def test_fit_ridge_in_blocks_is_the_fit_on_all_rows() -> None:
+    """A mixture's ridge fit walks its texts a block at a time: the same projection as the fit on all rows at once,
+    for a plain head and for a head stacked on a folder's Dense."""
+    from embedlab.models.projection import StackedProjection, fit_projection, fit_projection_blocks, fit_ridge_blocks
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((90, 8)) + 2.0).astype(np.float32)  # off-centre: the means matter
+    y = rng.standard_normal((90, 5)).astype(np.float32)
+
+    def blocks():
+        return ((x[a : a + 25], y[a : a + 25]) for a in range(0, 90, 25))
+
+    for got, want in zip(fit_ridge_blocks(blocks, 1e-2), fit_ridge(x, y, 1e-2), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    whole, pieces = (StackedProjection(torch.nn.Linear(8, 6), torch.nn.Linear(6, 5)) for _ in range(2))
+    pieces.load_state_dict(whole.state_dict())
+    before = whole[1].weight.detach().clone()
+    fit_projection(whole, x, y, 1e-2)
+    fit_projection_blocks(pieces, blocks, 1e-2)
+    torch.testing.assert_close(pieces[1].weight, whole[1].weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pieces[0].weight, whole[0].weight, rtol=0, atol=0)  # the Dense is kept
+    assert not torch.allclose(whole[1].weight, before)  # the head was fitted
+    with pytest.raises(ConfigError, match="no rows"):
+        fit_ridge_blocks(lambda: iter([]), 1e-2)
+
+
 def test_features_and_fingerprint_without_head(tok) -> None:
     enc = tiny_encoder(tok)
     feats = enc.encode(TEXTS[:5], head=False)

@@ -121,20 +121,13 @@ def check_mixture(cfg: DictConfig, loss: WeightedSum) -> None:
     for i, e in enumerate(entries):
         if e.kind not in MIXTURE_KINDS or e.format not in FORMATS:
             raise ConfigError(f"data.mixture.{i} ({e.name}): kind in {MIXTURE_KINDS}, format in {FORMATS}")
-    unsupported = {
-        "data.heldout": cfg.data.heldout != 0,
-        "teacher.file": bool(teacher.file),
-        "teacher.cache": bool(teacher.path) and teacher.cache,
-        "projection.init=ridge": cfg.projection.init == "ridge",
-        "mining": bool(cfg.get("mining") and cfg.mining.enabled),
-    }
+    unsupported = {"data.heldout": cfg.data.heldout != 0, "mining": bool(cfg.get("mining") and cfg.mining.enabled)}
     for key, bad in unsupported.items():
         if bad:
-            raise ConfigError(
-                f"{key}: not supported with data.kind=mixture (heldout 0, an online teacher with "
-                "teacher.cache=false, no mining, projection.init=random)"
-            )
-    has_teacher = bool(teacher.get("path"))
+            raise ConfigError(f"{key}: not supported with data.kind=mixture (data.heldout=0, mining disabled)")
+    if cfg.projection.init == "ridge" and not any(e.kind == "texts" for e in entries):
+        raise ConfigError("projection.init=ridge on a mixture is fitted on its texts datasets: add a kind=texts entry")
+    has_teacher = bool(teacher.get("path") or teacher.get("file"))
     provided = {
         e.name: KINDS[BATCH_KINDS[e.kind]].provides | ({"teacher"} if has_teacher and e.kind == "texts" else set())
         for e in entries

@@ -219,9 +219,15 @@ def _backbone_pass(encoder, texts: Sequence[str], prompt: str, encode, batch_siz
     if hasattr(encoder, "token_lengths"):
 
         def order_of() -> np.ndarray:
-            return longest_first(encoder.token_lengths(list(texts), prompt))
+            return longest_first(encoder.token_lengths(texts, prompt))  # a chunk at a time
 
-    return Encoding(lambda rows: encode([texts[i] for i in rows]), order_of, unit=batch_size)
+    return Encoding(lambda rows: encode(take(texts, rows)), order_of, unit=batch_size)
+
+
+def take(texts: Sequence[str], rows: np.ndarray) -> list[str]:
+    """The texts at `rows`: by the collection's own gather when it has one (an Arrow column reads only those rows)."""
+    gather = getattr(texts, "take", None)
+    return gather(rows) if gather is not None else [texts[i] for i in rows]
 
 
 def shared_features(

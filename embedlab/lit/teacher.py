@@ -4,7 +4,8 @@ Rows follow the training set's order, so a batch looks its targets up by example
 memory-mapped entry per source (sharded when large, see `embedlab.eval.shards`), looked up through their offsets and
 never concatenated: a table larger than RAM is read a batch's rows at a time. A changed teacher, text or max length
 gives a new cache key (see `EmbeddingCache`).
-`teacher_targets` is the one rule for a teacher's targets, cached (`teacher.cache=true`) or online.
+`teacher_targets` is the one rule for a teacher's targets, cached (`teacher.cache=true`) or online. A mixture's
+table (`spanning`) covers its texts datasets, each embedded straight from its Arrow column (no list of its texts).
 A black-box teacher (e.g. an embedding API) is a file of vectors keyed by text id: `.npz` with arrays `ids` and
 `embeddings`, or JSONL lines {"id": ..., "embedding": [...]}.
 """
@@ -42,7 +43,7 @@ def teacher_targets(teacher, texts: Sequence[str], batch_size: int, cache: Embed
     LEAF (Vujanić & Rueckstiess 2025) aligns the student to the teacher on the same input text, and the student's
     distillation texts carry no prompt (see `Collator._texts`); a teacher's document prompt would make the targets
     vectors of a different string. Without a document prompt the cache entry is the teacher's evaluation-corpus one."""
-    return encode_cached(teacher, list(texts), kind="text", cache=cache, batch_size=batch_size)
+    return encode_cached(teacher, texts, kind="text", cache=cache, batch_size=batch_size)
 
 
 class TeacherTable:
@@ -68,6 +69,22 @@ class TeacherTable:
         uses when the teacher has no document prompt."""
         parts = [teacher_targets(teacher, g, batch_size, cache) for g in groups]
         return cls(RowStack(parts) if len(parts) > 1 else parts[0], f"teacher {teacher.name}")
+
+    @classmethod
+    def spanning(
+        cls, tables: Sequence[np.ndarray | RowStack | None], sizes: Sequence[int], source: str
+    ) -> TeacherTable:
+        """One table over a mixture's rows (dataset d's row i is row `sizes[0] + … + sizes[d-1] + i`, as in its
+        batches' `index`): each texts dataset's table as it is (memory-mapped, never copied), every other dataset's
+        rows NaN in a zero-stride view that holds no memory. Those datasets' batches carry no teacher targets; a row
+        looked up there by mistake makes the loss non-finite instead of training on another text's vector."""
+        dim = next(int(t.shape[1]) for t in tables if t is not None)
+        for d, (t, n) in enumerate(zip(tables, sizes, strict=True)):
+            if t is not None and len(t) != n:
+                raise ValueError(f"dataset {d}: a teacher table of {len(t)} rows for {n} examples")
+        nan = np.float32(np.nan)
+        parts = [np.broadcast_to(nan, (n, dim)) if t is None else t for t, n in zip(tables, sizes, strict=True)]
+        return cls(RowStack(parts), source)
 
     @classmethod
     def from_file(cls, path: str | Path, ids: Sequence[str]) -> TeacherTable:

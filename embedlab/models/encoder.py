@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -310,7 +311,7 @@ class Encoder(nn.Module):
             return_attention_mask=False,
         )["input_ids"]
 
-    def token_lengths(self, texts: list[str], prompt: str = "", chunk: int = 8192) -> np.ndarray:
+    def token_lengths(self, texts: Sequence[str], prompt: str = "", chunk: int = 8192) -> np.ndarray:
         """Tokens per text as `encode` counts them (prompt included, truncated), a chunk at a time: what a sharded
         encoding orders a collection by without holding all its token ids."""
         out = np.zeros(len(texts), dtype=np.int64)

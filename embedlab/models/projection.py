@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import torch
 from torch import nn
 
 from embedlab.errors import ConfigError
+
+Pair = tuple[np.ndarray, np.ndarray]  # (features [n, Ds], targets [n, Dt]) of the same n texts
 
 
 def fit_ridge(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
@@ -18,18 +22,34 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) ->
     end-to-end damages the pretrained student before it aligns (experiments/README.md, "LEAF by hand, before
     embedlab").
     """
-    if features.shape[0] != targets.shape[0]:
-        raise ConfigError(f"ridge fit: {features.shape[0]} feature rows but {targets.shape[0]} target rows")
+    return fit_ridge_blocks(lambda: iter([(features, targets)]), ridge)
+
+
+def fit_ridge_blocks(blocks: Callable[[], Iterator[Pair]], ridge: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_ridge` over (features, targets) row blocks that need not be in memory together (a mixture's texts in
+    memory-mapped cache entries): `blocks()` is walked twice, for the means, then for the centred Gram matrix and
+    cross products accumulated in float64 — the system `fit_ridge` solves, in O(Ds² + Ds·Dt) memory."""
     if ridge < 0:
         raise ConfigError(f"ridge must be >= 0, got {ridge}")
-    x = features.astype(np.float64)
-    y = targets.astype(np.float64)
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc, yc = x - x_mean, y - y_mean
-    gram = xc.T @ xc + ridge * len(x) * np.eye(x.shape[1])
-    weight = np.linalg.solve(gram, xc.T @ yc)  # [Ds, Dt]
+    n, x_sum, y_sum = 0, 0.0, 0.0
+    for x, y in blocks():
+        if x.shape[0] != y.shape[0]:
+            raise ConfigError(f"ridge fit: {x.shape[0]} feature rows but {y.shape[0]} target rows")
+        n, x_sum, y_sum = n + len(x), x_sum + f64(x).sum(0), y_sum + f64(y).sum(0)
+    if not n:
+        raise ConfigError("ridge fit: no rows to fit on")
+    x_mean, y_mean = x_sum / n, y_sum / n
+    gram, cross = 0.0, 0.0
+    for x, y in blocks():
+        xc, yc = f64(x) - x_mean, f64(y) - y_mean
+        gram, cross = gram + xc.T @ xc, cross + xc.T @ yc
+    weight = np.linalg.solve(gram + ridge * n * np.eye(len(x_mean)), cross)  # [Ds, Dt]
     bias = y_mean - x_mean @ weight
     return weight.T.astype(np.float32), bias.astype(np.float32)
+
+
+def f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
 
 
 def set_linear(layer: torch.nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -73,8 +93,18 @@ def single_linear(projection: nn.Module | None) -> nn.Linear | None:
 def fit_projection(projection: nn.Module, features: np.ndarray, targets: np.ndarray, ridge: float) -> None:
     """Fit the projection's trainable head by ridge regression of `targets` on pooled `features`: a plain Linear
     directly, a stacked head on its Dense's outputs (the Dense keeps its pretrained weights)."""
+    fit_projection_blocks(projection, lambda: iter([(features, targets)]), ridge)
+
+
+def fit_projection_blocks(projection: nn.Module, blocks: Callable[[], Iterator[Pair]], ridge: float) -> None:
+    """`fit_projection` over (features, targets) row blocks (`fit_ridge_blocks`)."""
     if isinstance(projection, StackedProjection):
-        with torch.no_grad():
-            features = projection[0](torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
-        projection = projection[1]
-    set_linear(projection, *fit_ridge(features, targets, ridge))
+        dense, projection = projection[0], projection[1]
+        inner = blocks
+
+        def blocks() -> Iterator[Pair]:
+            with torch.no_grad():
+                for x, y in inner():
+                    yield dense(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy(), y
+
+    set_linear(projection, *fit_ridge_blocks(blocks, ridge))

@@ -10,6 +10,7 @@ group share them (`embedlab.training.frozen`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,16 +26,18 @@ from embedlab.data.training import TextExample, example_text, read_pairs, read_s
 from embedlab.errors import ConfigError
 from embedlab.eval.cache import EmbeddingCache, encode_cached
 from embedlab.eval.runner import check_settings
+from embedlab.eval.shards import RowStack
 from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.mixture import BatchCounter, MixtureDataModule, MixturePart
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.remining import RemineCallback
-from embedlab.lit.teacher import TeacherTable, check_teacher_size
+from embedlab.lit.teacher import TeacherTable, check_teacher_size, teacher_targets
 from embedlab.models import Encoder
-from embedlab.models.projection import fit_projection
+from embedlab.models.projection import fit_projection, fit_projection_blocks
 from embedlab.training.negatives import check_mining, mine_before_training
 
 log = logging.getLogger("embedlab.train")
+FIT_BLOCK_ROWS = 16_384  # rows of features and targets in RAM at once while a mixture's projection is fitted
 
 
 @dataclass
@@ -113,13 +116,79 @@ def build_module(
 
 
 def prepare_mixture(cfg: DictConfig, checks: TrainChecks, student: Encoder, cache: EmbeddingCache | None) -> Prepared:
-    """A mixture run: no teacher table (an online teacher embeds each texts batch), no held-out slice."""
+    """A mixture run: a teacher table for its texts datasets (or an online teacher), no held-out slice."""
     data = mixture_data(cfg.data, student, cfg.seed)
-    teacher, _ = build_teacher(cfg, [], student.dim)  # config/check.py: teacher.cache=false here
+    teacher, table = mixture_teacher(cfg, data, student, cache)
     checks.loss.partial = True  # each term on the batches that hold its inputs
-    module = build_module(cfg, checks, student, teacher)
+    module = build_module(cfg, checks, student, teacher, table)
+    if cfg.projection.freeze_backbone:
+        student.backbone.requires_grad_(False)
     counter = BatchCounter(data.source_names)
-    return Prepared(student, module, data, [], [], teacher, None, None, data.sizes, data.fingerprint, counter)
+    return Prepared(student, module, data, [], [], teacher, table, None, data.sizes, data.fingerprint, counter)
+
+
+def mixture_teacher(
+    cfg: DictConfig, data: MixtureDataModule, student: Encoder, cache: EmbeddingCache | None
+) -> tuple[Encoder | None, TeacherTable | None]:
+    """A mixture's teacher and, with teacher.cache=true or teacher.file, its table (`TeacherTable.spanning`) for the
+    texts datasets, looked up by the batches' rows: each dataset embedded once from its Arrow column into the
+    sharded cache, or its ids' vectors from the file. With projection.init=ridge the projection is then fitted on
+    those texts."""
+    t = cfg.teacher
+    teacher = None if t.file else load_teacher(cfg, student.dim)
+    if not t.file and (teacher is None or not t.cache):
+        return teacher, None
+    texts_parts = {d: p.source for d, p in enumerate(data.parts) if p.source.spec.kind == "texts"}
+    if not texts_parts:  # no distillation batches: nothing to look up
+        return teacher, None
+    texts = {d: source.texts() for d, source in texts_parts.items()}
+    if t.file:  # one pass over the file for every texts dataset's ids ("<entry name>:<id>", as the Arrow rows hold)
+        ids = [i for source in texts_parts.values() for i in source.ids()]
+        vectors = TeacherTable.from_file(t.file, ids).embeddings
+        bounds = np.cumsum([0, *map(len, texts.values())])
+        targets = {d: vectors[a:b] for d, a, b in zip(texts, bounds[:-1], bounds[1:], strict=True)}
+        name = f"file {t.file}"
+    else:
+        log.info("teacher %s: embedding %d mixture texts (cached)", teacher.name, sum(map(len, texts.values())))
+        targets = {d: teacher_targets(teacher, column, t.batch_size, cache) for d, column in texts.items()}
+        name = f"teacher {teacher.name}"
+    sizes = [len(p.source) for p in data.parts]
+    table = TeacherTable.spanning([targets.get(d) for d in range(len(sizes))], sizes, name)
+    if cfg.projection.init == "ridge":
+        ridge, batch_size = cfg.projection.ridge, cfg.eval.batch_size
+        init_mixture_projection(student, list(texts.values()), list(targets.values()), ridge, cache, batch_size)
+    return teacher, table
+
+
+def init_mixture_projection(
+    student: Encoder,
+    texts: list[Sequence[str]],
+    targets: list[np.ndarray | RowStack],
+    ridge: float,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+) -> None:
+    """`init_projection` for a mixture: fitted on every row of its texts datasets, their features (cached per
+    dataset) and teacher targets read a block at a time from the memory-mapped entries (`fit_projection_blocks`)."""
+    features = [encode_cached(student, t, kind="features", cache=cache, batch_size=batch_size) for t in texts]
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for x, y in zip(features, targets, strict=True):
+            for a in range(0, len(x), FIT_BLOCK_ROWS):
+                yield x[a : a + FIT_BLOCK_ROWS], y[a : a + FIT_BLOCK_ROWS]
+
+    fit_projection_blocks(student.projection, blocks, ridge)
+    log.info("projection fitted in closed form on %d mixture texts (ridge %.0e)", sum(map(len, texts)), ridge)
+
+
+def load_teacher(cfg: DictConfig, student_dim: int) -> Encoder | None:
+    """The teacher model (`teacher.path`), its size checked against the student's before it embeds anything."""
+    t = cfg.teacher
+    if not t.path:
+        return None
+    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
+    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
+    return teacher
 
 
 def build_teacher(cfg: DictConfig, ids: list[str], student_dim: int) -> tuple[Encoder | None, TeacherTable | None]:
@@ -128,11 +197,7 @@ def build_teacher(cfg: DictConfig, ids: list[str], student_dim: int) -> tuple[En
     t = cfg.teacher
     if t.file:
         return None, TeacherTable.from_file(t.file, ids)
-    if not t.path:
-        return None, None
-    teacher = preset_with(t.path, max_length=t.max_length, precision=t.precision, backend=t.backend)
-    check_teacher_size(student_dim, teacher.dim, f"the teacher ({teacher.name})")
-    return teacher, None
+    return load_teacher(cfg, student_dim), None
 
 
 def frozen_targets(cfg: DictConfig, run: Prepared, cache: EmbeddingCache | None) -> None:
