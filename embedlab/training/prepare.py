@@ -201,9 +201,11 @@ def build_teacher(cfg: DictConfig, ids: list[str], student_dim: int) -> tuple[En
 
 
 def frozen_targets(cfg: DictConfig, run: Prepared, cache: EmbeddingCache | None) -> None:
-    """The expensive frozen passes before training, for the classic and the mixture path alike: the cached teacher
+    """The expensive frozen passes before training (a mixture builds its own in `prepare_mixture`): the cached teacher
     table (`teacher.cache`: the teacher embeds `run.groups`, then the module looks its targets up) and the
     closed-form projection (`projection.init=ridge`, on `run.data.train_rows`)."""
+    if isinstance(run.data, MixtureDataModule):  # built in `prepare_mixture` (each rank repeats it: not yet shared)
+        return
     if run.teacher is not None and cfg.teacher.cache:
         log.info("teacher %s: embedding %d training texts (cached)", run.teacher.name, len(run.texts))
         run.table = TeacherTable.from_encoder(run.teacher, run.groups, cache, batch_size=cfg.teacher.batch_size)
