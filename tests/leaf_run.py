@@ -13,18 +13,14 @@ from tiny import TEXTS, tiny_encoder
 GRID = ["eval.dims=[8,16]", "eval.precisions=[float32,int8,binary]"]
 
 
-def tiny_leaf_run(root: Path, tok, data_root: Path) -> Path:
-    from hydra import compose, initialize_config_dir
-
-    from embedlab.config.build import CONF_DIR
-    from embedlab.training import train as run
-
+def tiny_leaf_overrides(root: Path, tok, data_root: Path) -> list[str]:
+    """The miniature LEAF run's models and texts (written under `root`) and the overrides every such run shares."""
     teacher, student = root / "teacher_model", root / "student_model"
     tiny_encoder(tok, projection=None, seed=1).save(teacher)
     tiny_encoder(tok, projection=None, seed=2).save(student)
     texts = root / "texts.jsonl"
     texts.write_text("".join(json.dumps({"id": f"d{i}", "text": f"{t} ({i})"}) + "\n" for i, t in enumerate(TEXTS * 3)))
-    overrides = [
+    return [
         "experiment=leaf_demo",
         f"model.path={student}",
         "model.projection_dim=32",
@@ -34,7 +30,6 @@ def tiny_leaf_run(root: Path, tok, data_root: Path) -> Path:
         "teacher.max_length=32",
         f"data.sources=[{{name: t, type: jsonl, path: {texts}}}]",
         "data.heldout=8",
-        "data.batch_size=8",
         "data.max_length=32",
         f"data.root={data_root}",
         "trainer.max_steps=2",
@@ -42,6 +37,18 @@ def tiny_leaf_run(root: Path, tok, data_root: Path) -> Path:
         "eval.tasks=[scifact,stsb]",
         "eval.limit=10",
         "eval.max_docs=100",
+    ]
+
+
+def tiny_leaf_run(root: Path, tok, data_root: Path) -> Path:
+    from hydra import compose, initialize_config_dir
+
+    from embedlab.config.build import CONF_DIR
+    from embedlab.training import train as run
+
+    overrides = [
+        *tiny_leaf_overrides(root, tok, data_root),
+        "data.batch_size=8",
         "eval.cache=false",
         "export=false",
         *GRID,

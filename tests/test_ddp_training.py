@@ -19,8 +19,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from leaf_run import tiny_leaf_overrides
 from safetensors.torch import load_file
-from tiny import TEXTS, tiny_encoder
+from tiny import tiny_encoder
 
 from embedlab.eval.cache import EmbeddingCache, cache_for_ranks
 from embedlab.eval.runner import EvalSettings, evaluate_tasks
@@ -91,32 +92,12 @@ def test_two_ranks_evaluate_as_one_process_each_encoding_its_shards(tok, tmp_pat
 # ------------------------------------------------------------------------------------------------- training
 def overrides(root: Path, data_root: Path, tok) -> list[str]:
     """A tiny LEAF run: ridge projection, cached teacher table, frozen systems and the trained student evaluated."""
-    teacher, student = root / "teacher_model", root / "student_model"
-    tiny_encoder(tok, projection=None, seed=1).save(teacher)
-    tiny_encoder(tok, projection=None, seed=2).save(student)
-    lines = (json.dumps({"id": f"d{i}", "text": f"{t} ({i})"}) for i, t in enumerate(TEXTS * 3))
-    (root / "texts.jsonl").write_text("".join(f"{line}\n" for line in lines))
     return [
-        "experiment=leaf_demo",
-        f"model.path={student}",
-        "model.projection_dim=32",
-        "model.precision=fp32",
-        f"teacher.path={teacher}",
-        "teacher.precision=fp32",
-        "teacher.max_length=32",
+        *tiny_leaf_overrides(root, tok, data_root),
         "teacher.batch_size=4",
-        f"data.sources=[{{name: t, type: jsonl, path: {root / 'texts.jsonl'}}}]",
-        "data.heldout=8",
-        "data.max_length=32",
         "data.drop_last=true",
-        f"data.root={data_root}",
-        "trainer.max_steps=2",
-        "trainer.precision=32",
         "trainer.accelerator=cpu",
         "checkpoint.every_n_steps=0",
-        "eval.tasks=[scifact,stsb]",
-        "eval.limit=10",
-        "eval.max_docs=100",
         "eval.batch_size=4",
         f"eval.shard_rows={SHARD_ROWS}",
     ]
