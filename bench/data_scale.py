@@ -167,11 +167,9 @@ def child(kind: str, folder: Path, seed: int, args) -> dict:
 
 
 def header() -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    python = platform.python_version()
-    return f"commit {commit.strip()} | {cpu} | {os.cpu_count()} CPUs | OMP_NUM_THREADS=1 | Python {python}"
+    from common import header as machine  # here, not at the top: the children (-c CHILD) stay free of it
+
+    return f"{machine('datasets', 'pyarrow')}; children: OMP_NUM_THREADS=1, Python {platform.python_version()}"
 
 
 def mib(x: float) -> str:

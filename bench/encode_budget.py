@@ -20,8 +20,8 @@ import logging
 import statistics
 
 import numpy as np
-import torch
-from frozen_pass import MODELS, commit, cpu_info, time_rotating
+from common import header
+from frozen_pass import MODELS, time_rotating
 
 from embedlab.data import load_task
 from embedlab.data.batching import width_keeping_batches
@@ -51,8 +51,7 @@ def main() -> None:
     backend = runtime.backend_name(encoder)
     if backend != args.backend:
         raise SystemExit(f"backend {args.backend} fell back to {backend}")
-    cpu, _ = cpu_info()
-    print(f"CPU {cpu}, {torch.get_num_threads()} threads; commit {commit()}; torch {torch.__version__}")
+    print(header("transformers"))
     print(
         f"{args.model}, backend {backend}, fp32, {len(texts)} SciFact abstracts, max {args.max_length} tokens, "
         f"batch {args.batch_size} rows, {args.repeats} repeats"

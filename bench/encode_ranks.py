@@ -1,7 +1,7 @@
 """Sharded encoding over ranks (part (b) of the scale benchmark, bench/scale.py): W gloo processes vs one.
 
     python bench/encode_ranks.py [--world 2] [--limit 0] [--batch-size 64] [--shard-rows 16384] [--threads 1]
-                                 [--repeats 1] [--workdir DIR]
+                                 [--repeats 3] [--workdir DIR]
 
 The SciFact corpus (title + " " + text; --limit N keeps the first N) embedded by all-MiniLM-L6-v2 (fp32, torch
 backend, max length 256) through embedlab's embedding cache (`encode_cached`, kind=document) into a fresh cache
@@ -9,8 +9,9 @@ folder: by one process, and by W processes of one torch.distributed gloo group s
 `sharing_ranks`: rank r encodes shards r, r+W, …). Every run is W' processes started by torch.multiprocessing spawn
 with --threads torch threads each (the one-process run is a group of one: the same code path); the time is rank 0's
 from a barrier after the model is loaded to the published entry (start-up and model load left out), the median of
---repeats, runs alternating. Printed: both times and their ratio, the shards each rank encoded, whether every run's
-vectors are identical to the first one-process run's (bitwise), and the load average before and after.
+--repeats, the order rotating (1, W then W, 1). Printed: both times, every run and their ratio, the shards each
+rank encoded, whether every run's vectors are identical to the first one-process run's (bitwise), and the load
+average before and after.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import header, turns
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shard-rows", type=int, default=16_384)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per group size, order rotating; median counts")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,22 +88,20 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     runs: dict[int, list[dict]] = {1: [], args.world: []}
-    for _ in range(args.repeats):
-        for world in (1, args.world):
+    for r in range(args.repeats):
+        for world in turns([1, args.world], r):
             runs[world].append(one_run(world, args, texts, workdir))
     load_after = os.getloadavg()
     reference = np.load(runs[1][0]["vectors"])
     identical = all(np.array_equal(np.load(r["vectors"]), reference) for rs in runs.values() for r in rs)
     one, many = (statistics.median(r["seconds"] for r in runs[w]) for w in (1, args.world))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"SciFact corpus, {len(texts)} documents, {MODEL}, batch {args.batch_size}, {args.threads} thread(s)/process")
-    print(
-        f"commit {commit}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; cpus {os.cpu_count()}"
-    )
-    print("| processes | seconds (median) | rows encoded per rank (per shard) |")
-    print("|---|---|---|")
+    print(f"{header()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print("| processes | seconds (median) | runs | rows encoded per rank (per shard) |")
+    print("|---|---|---|---|")
     for world, seconds in ((1, one), (args.world, many)):
-        print(f"| {world} | {seconds:.1f} | {runs[world][0]['shards']} |")
+        each = " ".join(f"{r['seconds']:.1f}" for r in runs[world])
+        print(f"| {world} | {seconds:.1f} | {each} | {runs[world][0]['shards']} |")
     print(f"ratio one/{args.world}: {one / many:.2f}x; vectors identical to one process (bitwise): {identical}")
 
 

@@ -20,18 +20,17 @@ sentence-transformers' own ONNX/OpenVINO backends need optimum-onnx / optimum-in
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import logging
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import header
 from transformers import AutoConfig, AutoTokenizer
 
 from embedlab.data import load_task
@@ -51,14 +50,6 @@ def cpu_info() -> tuple[str, float | None]:
     mhz = re.search(r"cpu MHz\s*:\s*([\d.]+)", text) or re.search(r"bogomips\s*:\s*([\d.]+)", text)
     clock = float(mhz.group(1)) / (1000 if "MHz" in mhz.group(0) else 2000) if mhz else None  # bogomips = 2 × MHz
     return (name.group(1).strip() if name else "unknown"), clock
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def useful_flops(config, lengths: list[int]) -> float:
@@ -195,15 +186,11 @@ def main() -> None:
     data = load_task("scifact", limit=queries, max_docs=args.limit)  # the queries' judged documents are always kept
     dids = list(data.corpus)
     texts = [data.corpus[d] for d in dids]
-    model_name, clock = cpu_info()
+    _, clock = cpu_info()
     clock = args.clock_ghz or clock
     threads = torch.get_num_threads()
     peak = threads * clock * args.flop_per_cycle if clock else None
-    versions = {p: _version(p) for p in ("torch", "transformers", "sentence-transformers", "onnxruntime", "openvino")}
-    print(
-        f"CPU {model_name}, torch capability {torch.backends.cpu.get_cpu_capability()}, {threads} threads; "
-        f"commit {commit()}; " + ", ".join(f"{k} {v}" for k, v in versions.items())
-    )
+    print(header("transformers", "sentence-transformers", "onnxruntime", "openvino"))
     print(
         f"fp32 peak assumed: {threads} cores × {clock} GHz × {args.flop_per_cycle} FLOP/cycle = {peak} GFLOP/s"
         if peak
@@ -213,13 +200,6 @@ def main() -> None:
     rows = [row for name in args.models.split(",") for row in bench_model(name, args, data, texts, dids, peak)]
     columns = list(rows[0])
     print("\n" + format_table(rows, columns))
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from common import header
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
+    print(f"{header('faiss-cpu')}; faiss on {args.threads} threads")
     docs = np.load(args.workdir / f"corpus_{args.size}x{args.dim}_seed0.npy", mmap_mode="r")
     queries = np.load(args.workdir / f"queries_{args.queries}x{args.dim}_seed0.npy")
     blocked = np.load(args.workdir / "ids_blocked.npy")  # scale.py's last exact size: run it with this size last

@@ -4,8 +4,9 @@
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python bench/precision.py   # emulate an AVX2-only CPU
 
 Encodes the same SciFact texts (64 claims, and 16 abstracts at 256 tokens) in fp32 and in bf16 autocast,
-alternating the two, `--repeats` times each, and prints texts/s (median), the bf16/fp32 speed ratio, the largest
-difference of the normalised embeddings, and what `auto` picks here with its reason. On an AVX2-only CPU bf16 is
+taking turns (order rotating: fp32, bf16 then bf16, fp32), `--repeats` times each, and prints every run, texts/s
+(median, min–max), the bf16/fp32 ratio of the medians, the largest difference of the normalised embeddings, and what
+`auto` picks here with its reason; first the commit, CPU, torch capability and threads. On an AVX2-only CPU bf16 is
 emulated (about 4x slower than fp32); with AVX512-BF16 or AMX it is the faster one.
 """
 
@@ -14,16 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import time
 
 import numpy as np
 import torch
+from common import header, spread, turns
 
 from embedlab.data import load_task
 from embedlab.data.lines import read_jsonl
 from embedlab.data.tasks import data_root
-from embedlab.manifest import git_state, hardware
+from embedlab.manifest import hardware
 from embedlab.models import Encoder
 from embedlab.precision import probe, resolve
 from embedlab.report.table import format_table
@@ -42,32 +43,36 @@ def main() -> None:
     logging.getLogger("embedlab").setLevel(logging.WARNING)
     task = load_task("scifact", limit=16, max_docs=16)
     sets = {"64 claims": claims(64), "16 abstracts @256": list(task.corpus.values())[:16]}
-    encoder = Encoder.from_pretrained(args.model, max_length=256, precision="fp32")
+    encoder = Encoder.from_pretrained(args.model, max_length=256, precision="fp32", backend="torch")  # both: torch
     hw = probe("cpu")
-    print(json.dumps({"commit": git_state()["commit"], **hardware()}))
+    print(header("transformers"))
+    print(json.dumps(hardware()))
     print(f"precision auto here: {resolve('auto')} ({hw.reason})")
     rows = []
     for name, texts in sets.items():
         seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
         vectors = {}
         encoder.encode(texts[:4], batch_size=32)  # warm-up: first-call allocations and kernel selection
-        for _ in range(args.repeats):
-            for precision in ("fp32", "bf16"):  # alternating: a load change hits both sides alike
+        for r in range(args.repeats):
+            for precision in turns(["fp32", "bf16"], r):  # rotating: a load change hits both sides alike
                 encoder.precision = precision
                 start = time.perf_counter()
                 vectors[precision] = encoder.encode(texts, batch_size=32)
                 seconds[precision].append(time.perf_counter() - start)
-        rate = {p: len(texts) / statistics.median(s) for p, s in seconds.items()}
+                print(f"  {name}, repeat {r + 1}: {precision} {len(texts) / seconds[precision][-1]:.2f} texts/s")
+        rate = {p: spread([len(texts) / t for t in s]) for p, s in seconds.items()}
         rows.append(
             {
                 "texts": name,
-                "fp32 texts/s": rate["fp32"],
-                "bf16 texts/s": rate["bf16"],
-                "bf16 / fp32": rate["bf16"] / rate["fp32"],
+                "fp32 texts/s": rate["fp32"]["median"],
+                "fp32 min–max": "{min:.2f}–{max:.2f}".format(**rate["fp32"]),
+                "bf16 texts/s": rate["bf16"]["median"],
+                "bf16 min–max": "{min:.2f}–{max:.2f}".format(**rate["bf16"]),
+                "bf16 / fp32": rate["bf16"]["median"] / rate["fp32"]["median"],
                 "max |Δ|": float(np.abs(vectors["bf16"] - vectors["fp32"]).max()),
             }
         )
-    print(f"{args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} runs")
     print(format_table(rows, list(rows[0]), precision=3))
 
 

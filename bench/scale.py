@@ -171,12 +171,9 @@ def recall(ids: np.ndarray, reference: np.ndarray) -> float:
 
 
 def machine(threads: int) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
-    state = f"{commit.stdout.strip()}{' (dirty)' if dirty else ''}"
-    return f"commit {state}; {cpu}; {os.cpu_count()} CPUs; {threads} threads"
+    from common import header  # here, not at the top: a contender's process (this file) stays as lean as before
+
+    return f"{header('faiss-cpu', 'sentence-transformers')}; each contender on {threads} threads"
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

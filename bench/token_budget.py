@@ -7,8 +7,9 @@
 Like for like: all-MiniLM-L6-v2 on both sides, fp32, the same (claim, cited abstract) pairs in **the same batches in
 the same order** (one list of batches, drawn by embedlab's `LengthGroupedBatchSampler` with `--grouping random`:
 random batches, or `length`: batches of similar claim length; sentence-transformers gets it as its batch sampler),
-InfoNCE at temperature 0.05 ≡ MNRL scale 20, AdamW lr 2e-5 without warm-up, gradient norm clipped to 1.0 on both
-sides (Lightning `gradient_clip_val`, ST `max_grad_norm`), the same token budget. What differs is each side's own
+InfoNCE at temperature 0.05 ≡ MNRL scale 20, the same AdamW (lr 2e-5 without warm-up, decay 0.01, unfused),
+gradient norm clipped to 1.0 on both sides (Lightning `gradient_clip_val`, ST `max_grad_norm`), the same token
+budget. What differs is each side's own
 chunking: sentence-transformers packs consecutive rows while their *unpadded* tokens fit the budget (no row cap);
 embedlab takes the rows longest first and packs while rows × the chunk's longest row, i.e. the *padded* tokens that
 reach the model, fit it — so its budget bounds a chunk's memory and ST's does not, and the same number gives embedlab
@@ -18,33 +19,30 @@ computed with each side's own chunking code on the real batches. `--chunk-size N
 `mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
 
 Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
-printed; the table gives each side's median samples/s (steps × batch / seconds over the `--steps` steps after
+printed; the table gives each side's median samples/s, min–max, (steps × batch / seconds over the `--steps` steps after
 `--warmup` untimed ones) and its ratio over sentence-transformers. Each run is a fresh model and trainer.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import os
-import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
-from frozen_pass import commit, cpu_info
-from train_throughput import StepTimer
+from common import header, run_rotating, spread
+from train_throughput import ST_OPTIM, FixedBatches, StepTimer, draw_batches
 from transformers import AutoTokenizer
 
-from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample, read_pairs
 from embedlab.hub import resolve_model
-from embedlab.lit.datamodule import EmbeddingDataModule, example_length
+from embedlab.lit.datamodule import EmbeddingDataModule
 from embedlab.lit.gradcache import chunk_rows, row_ends
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
@@ -53,46 +51,6 @@ from embedlab.models import Encoder
 from embedlab.report.table import format_table
 
 MODEL = "all-MiniLM-L6-v2"
-
-
-class FixedBatches:
-    """The same precomputed batches for both trainers (a batch sampler: lists of dataset positions)."""
-
-    def __init__(self, batches: list[list[int]]) -> None:
-        self.batches, self.yielded = batches, 0
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
-            self.yielded += 1
-            yield batch
-
-    def check(self, side: str) -> None:
-        if self.yielded < len(self.batches):  # the trainer drew its batches elsewhere: not like for like
-            raise RuntimeError(f"{side} took {self.yielded} of the {len(self.batches)} shared batches")
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def set_epoch(self, epoch: int) -> None:  # one pass over the list is the whole run
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-def draw_batches(pairs: list[PairExample], args, grouping: str) -> list[list[int]]:
-    """warmup + steps batches from embedlab's sampler (epochs chained), as the data module would draw them."""
-    lengths = [example_length(p) for p in pairs]
-    sampler = LengthGroupedBatchSampler(lengths, args.batch_size, group_by_length=grouping == "length", drop_last=True)
-    batches, epoch = [], 0
-    while len(batches) < args.warmup + args.steps:
-        sampler.set_epoch(epoch)
-        batches += sampler.batches()
-        epoch += 1
-    return batches[: args.warmup + args.steps]
 
 
 def chunk_stats(tensors: list[dict], side: str, chunking: tuple) -> dict[str, float]:
@@ -178,6 +136,7 @@ def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: t
             warmup_steps=0,
             max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
             batch_sampler=lambda dataset, **kw: sampler,
+            **ST_OPTIM,  # embedlab's AdamW: weight decay 0.01, unfused
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],
@@ -207,9 +166,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     pairs = read_pairs("scifact", "train")
     collate = Collator(AutoTokenizer.from_pretrained(resolve_model(MODEL)), args.max_length)
-    cpu, _ = cpu_info()
-    versions = f"torch {torch.__version__}, sentence-transformers {importlib.metadata.version('sentence-transformers')}"
-    print(f"CPU {cpu}, {torch.get_num_threads()} threads; commit {commit()}; {versions}")
+    print(header("sentence-transformers", "transformers"))
     print(
         f"{MODEL}, fp32, {len(pairs)} SciFact train pairs, batch {args.batch_size}, max {args.max_length} tokens, "
         f"{args.steps} timed steps after {args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0"
@@ -228,18 +185,25 @@ def main() -> None:
             matched = (None, st_stats["largest"])
             if chunking[1]:
                 sides[f"embedlab, tokens {matched[1]} (ST's largest chunk)"] = (embedlab_run, matched)
-            runs: dict[str, list[float]] = {side: [] for side in sides}
-            for r in range(args.repeats):
-                turn = r % len(sides)  # the order rotates: each side goes first in turn
-                for side in list(sides)[turn:] + list(sides)[:turn]:
-                    run, setting = sides[side]
-                    runs[side].append(run(pairs, batches, args, setting))
-                    print(f"  {grouping} batches, {name}, repeat {r + 1}: {side} {runs[side][-1]:.2f} samples/s")
-            peer = statistics.median(runs["sentence-transformers"])
+            runs = run_rotating(
+                {side: partial(run, pairs, batches, args, setting) for side, (run, setting) in sides.items()},
+                args.repeats,
+                f"{grouping} batches, {name}, ",
+            )
+            peer = spread(runs["sentence-transformers"])["median"]
             for side, (_, setting) in sides.items():
                 stats = st_stats if side == "sentence-transformers" else chunk_stats(tensors, "embedlab", setting)
-                rate = statistics.median(runs[side])
-                rows.append({"batches": grouping, "side": side, "samples/s": rate, "vs ST": rate / peer, **stats})
+                rate = spread(runs[side])
+                rows.append(
+                    {
+                        "batches": grouping,
+                        "side": side,
+                        "samples/s": rate["median"],
+                        "min–max": f"{rate['min']:.2f}–{rate['max']:.2f}",
+                        "vs ST": rate["median"] / peer,
+                        **stats,
+                    }
+                )
     print("\n" + format_table(rows, list(rows[0]), precision=2))
 
 

@@ -1,15 +1,24 @@
-"""Training throughput: embedlab vs sentence-transformers' trainer, same model, batch, sequence length and CPU.
+"""Training throughput: embedlab vs sentence-transformers' trainer, same model, batches, clipping and CPU.
 
-    python bench/train_throughput.py [--steps 20] [--batch-size 32] [--max-length 128] [--precision fp32|bf16]
-    python bench/train_throughput.py --losses gradcache --batch-size 128 --chunk-size 32
+    python bench/train_throughput.py [--steps 20] [--warmup 3] [--batch-size 32] [--max-length 128]
+                                     [--precision fp32,bf16] [--grouping random,length] [--repeats 3]
+    python bench/train_throughput.py --losses gradcache --batch-size 64 --chunk-size 16
 
 Equivalent objectives on all-MiniLM-L6-v2 and real SciFact text:
   - infonce (embedlab) ≡ MultipleNegativesRankingLoss (sentence-transformers): train claims + cited abstracts;
   - leaf (embedlab, projection 384→768) ≡ MSELoss(projection_dim=768): abstracts regressed onto fixed 768-d targets;
   - gradcache: infonce with `step.chunk_size` ≡ CachedMultipleNegativesRankingLoss(mini_batch_size), same chunk size.
-Each side runs `--steps` optimizer steps after `--warmup` untimed ones; samples/s = steps × batch / seconds; with
-`--repeats N` the sides alternate N times and each side's best run counts.
-Printed: samples/s per side and the ratio embedlab / sentence-transformers.
+Like for like (issue 17 item 6): **one list of batches fed to both trainers**, drawn by embedlab's sampler with
+`--grouping random` (random batches, as ST samples by default) and/or `length` (length-grouped, embedlab's default;
+ST has no length-grouped sampler, so it receives the list as its `batch_sampler`, and the script fails if either side
+did not consume it); the same optimizer (torch's AdamW, unfused, lr 2e-5 without warm-up, linear decay, weight
+decay 0.01 off biases and norms; `--st-optim adamw_torch_fused` gives ST its own default); the gradient norm
+clipped to 1.0 on both sides (Lightning `gradient_clip_val=1.0`, embedlab's config default; ST `max_grad_norm=1.0`,
+its default). Each side runs `--steps` optimizer steps after `--warmup` untimed ones, a fresh model and trainer
+per run; samples/s = steps × batch / seconds. The sides take turns `--repeats` times, the order rotating; every run
+is printed, the table gives each side's median (min–max) and the ratio of medians embedlab / sentence-transformers.
+With both precisions, each side's bf16 / fp32 ratio of medians is printed too; and where embedlab's step time goes
+(forward + loss, backward, clipping + AdamW: Lightning's hooks around them, median shares over its runs).
 """
 
 from __future__ import annotations
@@ -17,18 +26,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
+from common import header, run_rotating, spread
 
+from embedlab.data.batching import LengthGroupedBatchSampler
 from embedlab.data.collate import Collator
-from embedlab.data.training import PairExample, TextExample, read_pairs
+from embedlab.data.training import Example, TextExample, read_pairs
 from embedlab.hub import resolve_model
-from embedlab.lit.datamodule import EmbeddingDataModule
+from embedlab.lit.datamodule import EmbeddingDataModule, example_length
 from embedlab.lit.module import EmbeddingModule
 from embedlab.lit.optim import OptimConfig
 from embedlab.lit.teacher import TeacherTable
@@ -36,52 +49,111 @@ from embedlab.losses import build_loss
 from embedlab.models import Encoder
 from embedlab.report.table import format_table
 
+PEERS = {"infonce": "MultipleNegativesRankingLoss", "leaf": "MSELoss", "gradcache": "CachedMNRL"}
+PHASES = ("forward + loss", "backward", "clip + AdamW")
+# embedlab's optimizer (embedlab.lit.optim): torch's AdamW, weight decay 0.01 off biases and norms, the unfused
+# implementation; HF's trainer defaults to weight decay 0 and, on torch >= 2.8, fused AdamW (`--st-optim` to measure)
+ST_OPTIM = {"weight_decay": 0.01, "optim": "adamw_torch"}
+
 
 class StepTimer(pl.Callback):
-    """Wall time from the start of step `warmup` to the end of the last step (Lightning side)."""
+    """Wall time from the start of step `warmup` to the end of the last step (Lightning side), and the time of each
+    timed step split at Lightning's backward hooks (`phases`, seconds summed over the timed steps)."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end = warmup, None, None
+        self.phases, self._marks = dict.fromkeys(PHASES, 0.0), []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if batch_idx == self.warmup:
             self.start = time.perf_counter()
+        self._marks = [time.perf_counter()]
+
+    def on_before_backward(self, trainer, module, loss) -> None:
+        self._marks.append(time.perf_counter())
+
+    def on_after_backward(self, trainer, module) -> None:
+        self._marks.append(time.perf_counter())
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.end = time.perf_counter()  # the last one wins: teardown after the final step is not timed
+        if batch_idx >= self.warmup and len(self._marks) == 3:
+            marks = [*self._marks, self.end]
+            for i, phase in enumerate(PHASES):
+                self.phases[phase] += marks[i + 1] - marks[i]
 
 
-def embedlab_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args) -> float:
+class FixedBatches:
+    """The same precomputed batches for both trainers (a batch sampler: lists of dataset positions)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches, self.yielded = batches, 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            self.yielded += 1
+            yield batch
+
+    def check(self, side: str) -> None:
+        if self.yielded < len(self.batches):  # the trainer drew its batches elsewhere: not like for like
+            raise RuntimeError(f"{side} took {self.yielded} of the {len(self.batches)} shared batches")
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:  # one pass over the list is the whole run
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def draw_batches(examples: list[Example], args, grouping: str) -> list[list[int]]:
+    """warmup + steps batches from embedlab's sampler (epochs chained), as the data module would draw them."""
+    lengths = [example_length(e) for e in examples]
+    sampler = LengthGroupedBatchSampler(lengths, args.batch_size, group_by_length=grouping == "length", drop_last=True)
+    batches, epoch = [], 0
+    while len(batches) < args.warmup + args.steps:
+        sampler.set_epoch(epoch)
+        batches += sampler.batches()
+        epoch += 1
+    return batches[: args.warmup + args.steps]
+
+
+def embedlab_run(kind: str, examples: list[Example], targets: np.ndarray, batches, args, precision: str) -> float:
     encoder = Encoder.from_pretrained(
         resolve_model("all-MiniLM-L6-v2"), max_length=args.max_length, projection_dim=768 if kind == "leaf" else None
     )
-    if kind in ("infonce", "gradcache"):
-        examples, table, loss = pairs, None, build_loss({"infonce": {"temperature": 0.05}})
-    else:
-        examples = [TextExample(p.positive_id, p.positive) for p in pairs]
+    if kind == "leaf":
         table, loss = TeacherTable(targets, "fixed targets"), build_loss({"leaf": {}})
-    dm = EmbeddingDataModule(
-        examples, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0, drop_last=True
-    )
+    else:
+        table, loss = None, build_loss({"infonce": {"temperature": 0.05}})
+    dm = EmbeddingDataModule(examples, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0)
+    dm.batch_sampler = sampler = FixedBatches(batches)
     chunk_size = args.chunk_size if kind == "gradcache" else None
-    module = EmbeddingModule(
-        encoder, loss, OptimConfig(lr=2e-5, warmup_ratio=0.0), teacher_table=table, chunk_size=chunk_size
-    )
+    optim = OptimConfig(lr=2e-5, projection_lr=None, warmup_ratio=0.0)  # one lr for all, as ST's trainer
+    module = EmbeddingModule(encoder, loss, optim, teacher_table=table, chunk_size=chunk_size)
     timer = StepTimer(args.warmup)
-    trainer = pl.Trainer(
-        max_steps=args.warmup + args.steps,
+    pl.Trainer(
+        max_steps=len(batches),
+        gradient_clip_val=1.0,  # embedlab's default (train.gradient_clip_val); ST's max_grad_norm is 1.0 too
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[timer],
-        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
-    )
-    trainer.fit(module, datamodule=dm)
-    return args.steps * args.batch_size / (timer.end - timer.start)
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
+    ).fit(module, datamodule=dm)
+    sampler.check("embedlab")
+    seconds = timer.end - timer.start
+    args.phases.append({phase: t / seconds for phase, t in timer.phases.items()})
+    return args.steps * args.batch_size / seconds
 
 
-def st_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args) -> float:
+def st_run(kind: str, examples: list[Example], targets: np.ndarray, batches, args, precision: str) -> float:
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -93,47 +165,48 @@ def st_run(kind: str, pairs: list[PairExample], targets: np.ndarray, args) -> fl
 
     model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
     model.max_seq_length = args.max_length
-    if kind == "infonce":
-        data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
-        loss = st_losses.MultipleNegativesRankingLoss(model, scale=20.0)  # scale 20 = temperature 0.05
-    elif kind == "gradcache":
-        data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
-        loss = st_losses.CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=args.chunk_size)
-    else:
-        data = Dataset.from_dict({"text": [p.positive for p in pairs], "label": targets.tolist()})
+    if kind == "leaf":
+        data = Dataset.from_dict({"text": [e.text for e in examples], "label": targets.tolist()})
         loss = st_losses.MSELoss(model, projection_dim=768)
+    else:
+        data = Dataset.from_dict({"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]})
+        loss = (
+            st_losses.CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=args.chunk_size)
+            if kind == "gradcache"
+            else st_losses.MultipleNegativesRankingLoss(model, scale=20.0)  # scale 20 = temperature 0.05
+        )
+    span: dict[str, float] = {}
+    sampler = FixedBatches(batches)
 
     class Timer(TrainerCallback):
-        start = end = None
-
         def on_step_begin(self, a, state, control, **kw):
             if state.global_step == args.warmup:
-                Timer.start = time.perf_counter()
+                span["start"] = time.perf_counter()
 
         def on_step_end(self, a, state, control, **kw):
-            Timer.end = time.perf_counter()
+            span["end"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
         training_args = SentenceTransformerTrainingArguments(
             output_dir=out,
-            max_steps=args.warmup + args.steps,
+            max_steps=len(batches),
             per_device_train_batch_size=args.batch_size,
             learning_rate=2e-5,
             warmup_steps=0,
+            max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
+            batch_sampler=lambda dataset, **kw: sampler,
+            **{**ST_OPTIM, "optim": args.st_optim},
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],
-            dataloader_drop_last=True,
-            bf16=args.precision == "bf16",
+            bf16=precision == "bf16",
             use_cpu=True,
             disable_tqdm=True,
             seed=0,
         )
-        trainer = SentenceTransformerTrainer(
-            model=model, args=training_args, train_dataset=data, loss=loss, callbacks=[Timer()]
-        )
-        trainer.train()
-    return args.steps * args.batch_size / (Timer.end - Timer.start)
+        SentenceTransformerTrainer(model, training_args, train_dataset=data, loss=loss, callbacks=[Timer()]).train()
+    sampler.check("sentence-transformers")
+    return args.steps * args.batch_size / (span["end"] - span["start"])
 
 
 def main() -> None:
@@ -142,47 +215,73 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--repeats", type=int, default=1, help="alternating runs per side; the best one counts")
+    parser.add_argument("--precision", default="fp32", help="fp32 and/or bf16, comma-separated")
+    parser.add_argument("--grouping", default="random,length", help="batches: random and/or length-grouped")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side, order rotating; the median counts")
     parser.add_argument("--chunk-size", type=int, default=32, help="GradCache chunk (ST: mini_batch_size)")
+    parser.add_argument("--st-optim", default=ST_OPTIM["optim"], help="HF optim name; adamw_torch_fused is ST's own")
     parser.add_argument("--losses", nargs="+", default=["infonce", "leaf"], choices=["infonce", "leaf", "gradcache"])
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     pairs = read_pairs("scifact", "train")
-    n = (args.warmup + args.steps) * args.batch_size
-    pairs = (pairs * (n // len(pairs) + 1))[:n]  # both sides see the same examples
+    texts = [TextExample(p.positive_id, p.positive) for p in pairs]
     targets = np.random.default_rng(0).standard_normal((len(pairs), 768)).astype(np.float32)
     targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    print(header("sentence-transformers", "transformers", "pytorch-lightning"))
     print(
-        f"all-MiniLM-L6-v2, batch {args.batch_size}, max {args.max_length} tokens, {args.precision}, "
-        f"{args.steps} timed steps; torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"all-MiniLM-L6-v2, batch {args.batch_size}, max {args.max_length} tokens, {args.steps} timed steps after "
+        f"{args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0 on both sides, the same batches, "
+        f"AdamW (ST optim={args.st_optim})"
     )
-    rows = []
-    for kind in args.losses:
-        # Alternate the sides and keep each one's best: on a shared machine, load bursts hit either side at random.
-        st = ours = 0.0
-        for _ in range(args.repeats):
-            st = max(st, st_run(kind, pairs, targets, args))
-            ours = max(ours, embedlab_run(kind, pairs, targets, args))
-        peer = {
-            "infonce": "MultipleNegativesRankingLoss",
-            "leaf": "MSELoss",
-            "gradcache": f"CachedMultipleNegativesRankingLoss(mini_batch_size={args.chunk_size})",
-        }[kind]
-        name = f"infonce, step.chunk_size={args.chunk_size}" if kind == "gradcache" else kind
-        rows.append(
-            {"loss": name, "peer loss": peer, "sentence-transformers": st, "embedlab": ours, "ratio": ours / st}
-        )
-    print(
-        format_table(
-            rows,
-            ["loss", "peer loss", "sentence-transformers", "embedlab", "ratio"],
-            ["embedlab loss", "sentence-transformers loss", "ST samples/s", "embedlab samples/s", "ratio"],
-            precision=2,
-        )
-    )
+    rows, rates, shares = [], {}, []
+    for precision in args.precision.split(","):
+        for kind in args.losses:
+            examples = texts if kind == "leaf" else pairs
+            for grouping in args.grouping.split(","):
+                batches = draw_batches(examples, args, grouping)
+                args.phases = []
+                setting = (kind, examples, targets, batches, args, precision)
+                runs = run_rotating(
+                    {
+                        "sentence-transformers": partial(st_run, *setting),
+                        "embedlab": partial(embedlab_run, *setting),
+                    },
+                    args.repeats,
+                    f"{kind}, {precision}, {grouping} batches, ",
+                )
+                st, ours = spread(runs["sentence-transformers"]), spread(runs["embedlab"])
+                rates[kind, grouping, precision] = st["median"], ours["median"]
+                name = f"infonce, step.chunk_size={args.chunk_size}" if kind == "gradcache" else kind
+                peer = PEERS[kind] + (f"(mini_batch_size={args.chunk_size})" if kind == "gradcache" else "")
+                rows.append(
+                    {
+                        "loss": name,
+                        "peer loss": peer,
+                        "precision": precision,
+                        "batches": grouping,
+                        "ST": st["median"],
+                        "ST min–max": f"{st['min']:.2f}–{st['max']:.2f}",
+                        "embedlab": ours["median"],
+                        "embedlab min–max": f"{ours['min']:.2f}–{ours['max']:.2f}",
+                        "ratio": ours["median"] / st["median"],
+                    }
+                )
+                median_shares = {p: 100 * statistics.median(s[p] for s in args.phases) for p in PHASES}
+                shares.append({"loss": name, "precision": precision, "batches": grouping, **median_shares})
+    print("\nsamples/s, median (min–max) of the runs; ratio = embedlab / sentence-transformers medians")
+    print(format_table(rows, list(rows[0]), precision=2))
+    ratios = [
+        {"loss": k, "batches": g, "ST bf16/fp32": bf16[0] / fp32[0], "embedlab bf16/fp32": bf16[1] / fp32[1]}
+        for (k, g, p), fp32 in rates.items()
+        if p == "fp32" and (bf16 := rates.get((k, g, "bf16")))
+    ]
+    if ratios:
+        print("\nbf16 / fp32 samples/s (ratio of medians, same run)")
+        print(format_table(ratios, list(ratios[0]), precision=2))
+    print("\nembedlab's step time by phase, % (median over its runs; Lightning's backward hooks split it)")
+    print(format_table(shares, list(shares[0]), precision=1))
 
 
 if __name__ == "__main__":
