@@ -35,8 +35,11 @@ class EmbeddingModule(pl.LightningModule):
         chunk_tokens: int | None = None,
         gather: bool = True,
         nonfinite: str = "stop",
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if compile:  # in place (nn.Module.compile): parameters, state_dict keys, checkpoints and exports unchanged
+            student.backbone.compile(dynamic=True)  # dynamic: batches differ in length, one graph serves them all
         self.student, self.loss = student, loss
         self.grad_cache = GradCache(chunk_size, chunk_tokens) if chunk_size or chunk_tokens else None
         self.gather = gather
