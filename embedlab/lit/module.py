@@ -13,6 +13,7 @@ import torch
 
 from embedlab.data.batch import KINDS
 from embedlab.errors import ConfigError
+from embedlab.lit.compiled import compile_backbone
 from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
 from embedlab.lit.numerics import NonFiniteGuard
@@ -38,8 +39,8 @@ class EmbeddingModule(pl.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if compile:  # in place (nn.Module.compile): parameters, state_dict keys, checkpoints and exports unchanged
-            student.backbone.compile(dynamic=True)  # dynamic: batches differ in length, one graph serves them all
+        if compile:
+            compile_backbone(student.backbone)
         self.student, self.loss = student, loss
         self.grad_cache = GradCache(chunk_size, chunk_tokens) if chunk_size or chunk_tokens else None
         self.gather = gather
