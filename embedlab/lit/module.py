@@ -3,7 +3,8 @@
 The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → [gather across
 devices] → loss → logs → `backward`. The step strategies live here, once, for every loss: GradCache (`chunk_size`
 and/or `chunk_tokens`, see `gradcache.py`) replaces the student's forward passes in `embed` and the backward pass;
-cross-device negatives (`gather`, see `gather.py`) widen the record to the global batch. Losses never see a model.
+cross-device negatives (`gather`, see `gather.py`) widen the record to the global batch; `compile` (see `compiled.py`)
+compiles the student's backbone in place. Losses never see a model.
 """
 
 from __future__ import annotations
