@@ -77,6 +77,7 @@ class StepConfig:
     chunk_size: int | None = None  # GradCache: embed in chunks of this many texts, backprop cached gradients
     chunk_tokens: int | None = None  # GradCache: also at most this many padded tokens per chunk, rows longest first
     gather: bool = True  # with several devices: all-gather embeddings so every query sees the global batch's documents
+    compile: bool = False  # torch.compile the student's backbone (inductor); its speed: bench/compile_step.py
 
 
 @dataclass

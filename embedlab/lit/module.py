@@ -3,7 +3,8 @@
 The step is: batch → `embed` (the student's forward passes, teacher targets) → `Embeddings` → [gather across
 devices] → loss → logs → `backward`. The step strategies live here, once, for every loss: GradCache (`chunk_size`
 and/or `chunk_tokens`, see `gradcache.py`) replaces the student's forward passes in `embed` and the backward pass;
-cross-device negatives (`gather`, see `gather.py`) widen the record to the global batch. Losses never see a model.
+cross-device negatives (`gather`, see `gather.py`) widen the record to the global batch; `compile` (see `compiled.py`)
+compiles the student's backbone in place. Losses never see a model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from embedlab.data.batch import KINDS
 from embedlab.errors import ConfigError
+from embedlab.lit.compiled import compile_backbone
 from embedlab.lit.gather import gather_embeddings, world
 from embedlab.lit.gradcache import GradCache
 from embedlab.lit.numerics import NonFiniteGuard
@@ -35,8 +37,11 @@ class EmbeddingModule(pl.LightningModule):
         chunk_tokens: int | None = None,
         gather: bool = True,
         nonfinite: str = "stop",
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if compile:
+            compile_backbone(student.backbone)
         self.student, self.loss = student, loss
         self.grad_cache = GradCache(chunk_size, chunk_tokens) if chunk_size or chunk_tokens else None
         self.gather = gather

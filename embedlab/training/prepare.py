@@ -112,6 +112,7 @@ def build_module(
         chunk_tokens=cfg.step.chunk_tokens,
         gather=cfg.step.gather,
         nonfinite=cfg.nonfinite,
+        compile=cfg.step.compile,
     )
 
 
