@@ -19,9 +19,22 @@ class HardNegativeMixing:
         query:      h = normalize(β q_i + (1 − β) n_c),   β ~ U(0, 0.5), c uniform in 1..N
 
     The synthetic negatives are detached (they shape the softmax, they are not trained toward) and the caller appends
-    q_i · h to the query's logits. Input ``scores`` [B, N_pool] holds the pool cosines with −inf where not allowed.
-    A query with no allowed negative at all has nothing to mix: its synthetic vectors are zero, and the caller
-    drops them (InfoNCE does).
+    q_i · h to the query's logits. Input ``scores`` [B, N_pool] holds the pool cosines with −inf where not allowed
+    (column i: the query's own positive). A query with no allowed negative at all has nothing to mix: its synthetic
+    vectors are zero, and the caller drops them (InfoNCE does).
+
+    Capped query mixes (``query_cap_margin`` = m, null = uncapped as in MoCHi). An uncapped query mix is at least as
+    close to q as its negative: with c = cos(q, n) ≥ 0 it reaches cos(q, h) up to √((1 + c)/2) at β = 0.5, above
+    most text positives, so the synthetic block outranks the positive. The cap keeps every query mix below the
+    positive: cos(q, h) ≤ t = cos(q, p) − m. h = normalize(β q + (1 − β) n) walks the great circle from n (β = 0)
+    to q (β = 1) and cos(q, h) rises monotonically with β, so the bound is a largest β. With θ = arccos c and
+    φ = arccos t, the point at angle φ from q on that arc is ∝ sin(θ − φ) q + sin(φ) n (slerp), hence
+
+        β* = sin(θ − φ) / (sin(θ − φ) + sin φ)   if c < t < 1;   β* = 0 if t ≤ c;   β* = 1 if t ≥ 1,
+
+    and the drawn β becomes min(β, β*). At β* = 0 the mix is the negative itself (already above the bound: a real
+    negative, not a harder synthetic one). Negative–negative mixes are not capped: ``synthetic_outranks_pos`` in
+    InfoNCE's log shows whether they outrank the positive.
     """
 
     def __init__(
@@ -30,13 +43,17 @@ class HardNegativeMixing:
         top_k: int = MixingSettings.top_k,
         kinds: tuple[str, ...] | list[str] = KINDS,
         generator: torch.Generator | None = None,
+        query_cap_margin: float | None = MixingSettings.query_cap_margin,
     ) -> None:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ConfigError(f"hard-negative mixing kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
         if num < 1 or top_k < 1:
             raise ConfigError(f"hard-negative mixing needs num >= 1 and top_k >= 1, got num={num}, top_k={top_k}")
+        if query_cap_margin is not None and query_cap_margin < 0:
+            raise ConfigError(f"hard-negative mixing query_cap_margin must be >= 0 or null, got {query_cap_margin}")
         self.num, self.top_k, self.kinds, self.generator = num, top_k, tuple(kinds), generator
+        self.query_cap_margin = query_cap_margin
 
     @torch.no_grad()
     def __call__(self, q: torch.Tensor, docs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -66,7 +83,22 @@ class HardNegativeMixing:
             alpha = uniform(1.0)
             out.append(alpha * random_hard() + (1 - alpha) * random_hard())
         if "query" in self.kinds:
-            beta = uniform(0.5)
-            out.append(beta * q.unsqueeze(1) + (1 - beta) * random_hard())
+            beta, n = uniform(0.5), random_hard()
+            if self.query_cap_margin is not None:
+                bound = scores[torch.arange(b), torch.arange(b)] - self.query_cap_margin  # cos(q, p) − m, [B]
+                cos_qn = torch.einsum("bd,bsd->bs", q, n)
+                beta = torch.minimum(beta, largest_beta(cos_qn, bound[:, None]).unsqueeze(-1))
+            out.append(beta * q.unsqueeze(1) + (1 - beta) * n)
         out = F.normalize(torch.cat(out, dim=1), dim=-1)
         return out.masked_fill(none_allowed[:, None, None], 0.0).detach()
+
+
+def largest_beta(cos_qn: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """The largest β with cos(q, normalize(β q + (1 − β) n)) ≤ bound, from c = cos(q, n) (unit q, n; broadcast):
+    sin(θ − φ) / (sin(θ − φ) + sin φ), θ = arccos c, φ = arccos bound (HardNegativeMixing's docstring)."""
+    theta = cos_qn.clamp(-1.0, 1.0).arccos()
+    phi = bound.clamp(-1.0, 1.0).arccos().expand_as(theta)
+    ahead = (theta - phi).clamp(min=0.0).sin()  # 0 where the negative itself is at or above the bound
+    denominator = ahead + phi.sin()
+    beta = ahead / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    return torch.where(bound >= 1.0, torch.ones_like(beta), beta)  # no bound below cos = 1: nothing to cap
