@@ -303,6 +303,21 @@ def test_cap_keeps_every_synthetic_below_the_positive():
     assert capped["synthetic_rank"] >= 2  # below the positive among the real documents too
 
 
+def test_capped_mixes_of_a_negative_above_the_positive_are_dropped():
+    # q = (1, 0, 0), its positive at cos 0.5, its one hard negative at cos 0.7: every mix of that negative lies above
+    # the bound, so the capped mixer drops them all (no copies of n either) and the loss is plain InfoNCE's.
+    emb = Embeddings(query=t([[1.0, 0.0, 0.0]]), positive=t([[0.5, 0.866, 0.0]]), negatives=t([[[0.7, 0.0, 0.714]]]))
+
+    def loss(margin):
+        mixing = HardNegativeMixing(num=8, top_k=1, kinds=["query"], query_cap_margin=margin)
+        return InfoNCE(temperature=0.05, mixing=mixing)(emb)
+
+    plain, capped, uncapped = InfoNCE(temperature=0.05)(emb), loss(0.0), loss(None)
+    assert capped.value.item() == pytest.approx(plain.value.item(), rel=1e-12)
+    assert capped.logs["synthetic_outranks_pos"] == 0.0 and "synthetic_rank" not in capped.logs
+    assert uncapped.logs["synthetic_outranks_pos"] == 1.0 and uncapped.value.item() > plain.value.item() + 1
+
+
 def test_cap_margin_reaches_the_mixer_from_the_config():
     loss = build_loss({"infonce": {"hn_mixing": {"enabled": True, "query_cap_margin": 0.05}}}).terms["infonce"]
     assert loss.mixing.query_cap_margin == 0.05

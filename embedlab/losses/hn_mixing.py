@@ -20,8 +20,8 @@ class HardNegativeMixing:
 
     The synthetic negatives are detached (they shape the softmax, they are not trained toward) and the caller appends
     q_i · h to the query's logits. Input ``scores`` [B, N_pool] holds the pool cosines with −inf where not allowed
-    (column i: the query's own positive). A query with no allowed negative at all has nothing to mix: its synthetic
-    vectors are zero, and the caller drops them (InfoNCE does).
+    (column i: the query's own positive). A zero vector means "no synthetic negative here", and the caller drops it
+    (InfoNCE does): every vector of a query with no allowed negative (nothing to mix), a capped mix with no room.
 
     Capped query mixes (``query_cap_margin`` = m, null = uncapped as in MoCHi). An uncapped query mix is at least as
     close to q as its negative: with c = cos(q, n) ≥ 0 it reaches cos(q, h) up to √((1 + c)/2) at β = 0.5, above
@@ -32,9 +32,10 @@ class HardNegativeMixing:
 
         β* = sin(θ − φ) / (sin(θ − φ) + sin φ)   if c < t < 1;   β* = 0 if t ≤ c;   β* = 1 if t ≥ 1,
 
-    and the drawn β becomes min(β, β*). At β* = 0 the mix is the negative itself (already above the bound: a real
-    negative, not a harder synthetic one). Negative–negative mixes are not capped: ``synthetic_outranks_pos`` in
-    InfoNCE's log shows whether they outrank the positive.
+    and the drawn β becomes min(β, β*). Where the negative itself is at or above the bound (c ≥ t) every mix of it
+    is too, so that synthetic is dropped (a zero vector) rather than kept as a copy of n, which would only add
+    weight to a real negative. Negative–negative mixes are not capped: ``synthetic_outranks_pos`` in InfoNCE's log
+    shows whether they outrank the positive.
     """
 
     def __init__(
@@ -78,19 +79,23 @@ class HardNegativeMixing:
         def uniform(high: float) -> torch.Tensor:
             return high * torch.rand(b, self.num, 1, device=q.device, generator=self.generator)
 
-        out = []
+        out, keep = [], []  # [B, num, D] blocks; [B, num] whether each synthetic stays
         if "negatives" in self.kinds:
             alpha = uniform(1.0)
             out.append(alpha * random_hard() + (1 - alpha) * random_hard())
+            keep.append(~none_allowed[:, None].expand(b, self.num))
         if "query" in self.kinds:
             beta, n = uniform(0.5), random_hard()
+            room = ~none_allowed[:, None].expand(b, self.num)
             if self.query_cap_margin is not None:
-                bound = scores[torch.arange(b), torch.arange(b)] - self.query_cap_margin  # cos(q, p) − m, [B]
+                bound = scores[torch.arange(b), torch.arange(b)][:, None] - self.query_cap_margin  # cos(q, p) − m
                 cos_qn = torch.einsum("bd,bsd->bs", q, n)
-                beta = torch.minimum(beta, largest_beta(cos_qn, bound[:, None]).unsqueeze(-1))
+                beta = torch.minimum(beta, largest_beta(cos_qn, bound).unsqueeze(-1))
+                room = room & (cos_qn < bound)  # a negative at or above the bound leaves no room for a mix
             out.append(beta * q.unsqueeze(1) + (1 - beta) * n)
+            keep.append(room)
         out = F.normalize(torch.cat(out, dim=1), dim=-1)
-        return out.masked_fill(none_allowed[:, None, None], 0.0).detach()
+        return (out * torch.cat(keep, dim=1).unsqueeze(-1)).detach()
 
 
 def largest_beta(cos_qn: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:

@@ -81,9 +81,9 @@ class InfoNCE(Loss):
         if self.mixing is not None:
             synthetic = self.mixing(q, docs, scores)  # [B, S, D], detached
             mixed = torch.einsum("bd,bsd->bs", q, synthetic)
-            # A query whose in-batch documents are all masked (or its positive alone) has nothing to mix from.
-            has_negative = torch.isfinite(scores).sum(dim=1) > 1
-            mixed = mixed.masked_fill(~has_negative[:, None], float("-inf"))
+            # A zero vector is no synthetic negative: a query with nothing to mix from (its in-batch documents all
+            # masked, or its positive alone), or a capped query mix with no room below the positive.
+            mixed = mixed.masked_fill(synthetic.abs().amax(dim=-1) == 0, float("-inf"))
             blocks.append(mixed)
             # Best synthetic per query (−inf where nothing was mixed): how many queries it beats the positive for
             # (the share; none when nothing was mixed), and its rank among the real documents where there is one.
