@@ -11,10 +11,14 @@
 #     queries, p raw and Holm-adjusted over the table's tests; each run's logs/ hold per-step infonce/positive_rank,
 #     synthetic_rank and synthetic_outranks_pos (the evidence of what the synthetic block did).
 # Budget (the recipe's), chosen to fit 2 cores: training texts cut to 128 tokens (evaluation keeps the model's 256),
-# 2 epochs = 4 steps of 256 pairs (1,024 pairs, 8,192 texts through the encoder, twice with GradCache).
-# Cost (smoke runs, see experiments/README.md "KaLM-V2 sweep"): ~10 min per run on 2 idle cores -> 6 dev runs +
-# 18 test runs ≈ 4 h. A subset: SEEDS="0" (~2 h), ARMS="infonce focal1" ; runs whose folder holds metrics.json are
-# skipped, so rerunning resumes.
+# 2 epochs = 4 steps of 256 pairs (1,024 pairs, 9,216 texts through the encoder, twice with GradCache).
+# Cost, estimated from smoke runs (1 step each, experiments/README.md "KaLM-V2 sweep"; not a timed full run): one
+# GradCache step of 256 pairs at 128 tokens ≈ 235 CPU-s single-threaded, mining (cached corpus) + setup ≈ 25 s,
+# encoding the 5,183 SciFact abstracts for evaluation ≈ 210 CPU-s: ≈ 20 CPU-min per run. The sweep's 24 runs (6 dev,
+# 18 test) ≈ 8 h on one core, ≈ 4.5-5 h on 2 idle cores if the second thread gives ~1.7x. Subsets: the dev phase
+# always runs (6 runs, ≈ 1.2 h on 2 cores); SEEDS="0" ≈ 2.3 h in all; ARMS="infonce mix_query_capped" for two arms.
+# The first run also encodes the corpus with the untrained student once (≈ 210 CPU-s, cached for the others).
+# Runs whose folder holds metrics.json are skipped, so rerunning resumes.
 #   bash experiments/kalm_v2_sweep.sh [output dir]
 set -euo pipefail
 OUT=${1:-outputs/kalm_v2_sweep}
