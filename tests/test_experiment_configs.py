@@ -46,6 +46,24 @@ def test_kalm_v2_genq_only_swaps_the_data_and_the_budget() -> None:
     assert {k: v for k, v in genq.items() if k != "data"} == {k: v for k, v in base.items() if k != "data"}
 
 
+def test_kalm_v2_sweep_is_kalm_v2_with_mined_negatives_and_gradcache() -> None:
+    """The sweep recipe (experiments/kalm_v2_sweep.sh) is kalm_v2 plus the overrides its header states."""
+    stated = [
+        "mining=window",
+        "data.split=fit",
+        "data.batch_size=256",
+        "data.max_length=128",
+        "data.num_negatives=7",
+        "mining.num_negatives=7",
+        "mining.min_rank=50",
+        "mining.max_rank=100",
+        "step.chunk_size=32",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=1",
+    ]
+    assert _compose("experiment=kalm_v2_sweep") == _compose("experiment=kalm_v2", *stated)
+
+
 def test_leaf_grid_is_leaf_demo_over_the_grid() -> None:
     grid = ["export=false", "eval.dims=[96,192,384]", "eval.precisions=[float32,int8,binary]"]
     assert _compose("experiment=leaf_grid") == _compose("experiment=leaf_demo", *grid)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from tensors import random_batch, t
 from test_losses_contrastive import nll
+from torch.autograd import gradcheck
 
 from embedlab.errors import ConfigError
-from embedlab.losses import Embeddings, HardNegativeMixing, InfoNCE
+from embedlab.losses import Embeddings, HardNegativeMixing, InfoNCE, build_loss
+from embedlab.losses.hn_mixing import largest_beta
 
 INF = float("inf")
 
@@ -181,7 +185,15 @@ def test_the_synthetic_negatives_infonce_adds_are_what_mixing_promises(seed):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"num": 0}, {"top_k": 0}, {"kinds": []}, {"kinds": ["docs"]}, {"kinds": ["query", "positives"]}]
+    "kwargs",
+    [
+        {"num": 0},
+        {"top_k": 0},
+        {"kinds": []},
+        {"kinds": ["docs"]},
+        {"kinds": ["query", "positives"]},
+        {"query_cap_margin": -0.1},
+    ],
 )
 def test_mixing_bad_knobs(kwargs):
     with pytest.raises(ConfigError, match="mixing"):
@@ -208,6 +220,9 @@ def test_accuracy_counts_real_documents_and_synthetic_outranking_is_logged_apart
     logs = InfoNCE(temperature=0.1, mixing=mixing)(emb).logs
     assert logs["accuracy"] == 1.0
     assert logs["synthetic_outranks_pos"] == 0.5
+    # The positive's rank among all columns: 2 for q0 (the synthetic above it), 1 for q1. The best synthetic's rank
+    # among the real documents (p0, p1): 1 for q0 (cos 1 above both), 3 for q1 (cos 0 below 0.98 and 0.196).
+    assert logs["positive_rank"] == 1.5 and logs["synthetic_rank"] == 2.0
     assert "synthetic_outranks_pos" not in InfoNCE(temperature=0.1)(emb).logs  # only when mixing
 
 
@@ -216,3 +231,118 @@ def test_synthetic_outranking_with_nothing_to_mix_is_zero():
     emb = Embeddings(query=t([[1.0, 0.0]]), positive=t([[0.0, 1.0]]))
     logs = InfoNCE(temperature=0.1, mixing=HardNegativeMixing(num=2, top_k=2))(emb).logs
     assert logs["synthetic_outranks_pos"] == 0.0 and logs["accuracy"] == 1.0
+    assert logs["positive_rank"] == 1.0 and "synthetic_rank" not in logs  # no synthetic to rank
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Capped query mixes: cos(q, h) ≤ cos(q, p) − margin.
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("c", "bound", "beta"),
+    [
+        (0.0, 0.6, 3 / 7),  # θ = 90°, cos φ = 0.6, sin φ = 0.8: β* = 0.6 / (0.6 + 0.8); h ∝ (3, 4)/7 → (0.6, 0.8)
+        (0.0, 0.5, 1 / (1 + math.sqrt(3))),  # φ = 60°: sin 30° / (sin 30° + sin 60°)
+        (0.6, 0.8, 7 / 22),  # sin(θ − φ) = 0.8·0.8 − 0.6·0.6 = 0.28, sin φ = 0.6: 0.28 / 0.88; h ∝ (16, 12)/22
+        (0.7, 0.6, 0.0),  # the negative itself is above the bound: no room for q
+        (0.7, 0.7, 0.0),
+        (0.3, 1.0, 1.0),  # a bound of 1 caps nothing
+    ],
+)
+def test_largest_beta_by_hand(c, bound, beta):
+    got = largest_beta(t([c]), t([bound])).item()
+    assert got == pytest.approx(beta, abs=1e-12)
+    q, n = t([1.0, 0.0]), t([c, math.sqrt(1 - c * c)])  # 2-D: cos(q, n) = c
+    h = torch.nn.functional.normalize(got * q + (1 - got) * n, dim=0)
+    assert torch.dot(q, h).item() == pytest.approx(max(bound, c) if bound < 1 else 1.0, abs=1e-12)
+
+
+def capped_case(margin: float | None, num: int = 40, seed: int = 0):
+    """One query q = (1, 0), its positive p = (0.6, 0.8) (cos 0.6), one hard negative n = (0, 1) (cos 0): the query
+    mixes normalize(β q + (1 − β) n), β ~ U(0, 0.5), with the cap cos(q, h) ≤ 0.6 − margin."""
+    q, docs = t([[1.0, 0.0]]), t([[0.6, 0.8], [0.0, 1.0]])
+    generator = torch.Generator().manual_seed(seed)
+    mixing = HardNegativeMixing(num=num, top_k=1, kinds=["query"], generator=generator, query_cap_margin=margin)
+    drawn = 0.5 * torch.rand(1, num, 1, generator=torch.Generator().manual_seed(seed)).double()  # as the mixer draws
+    return mixing(q, docs, q @ docs.T), drawn[0, :, 0]
+
+
+@pytest.mark.parametrize(("margin", "beta_max"), [(0.0, 3 / 7), (0.1, 1 / (1 + math.sqrt(3)))])
+def test_capped_query_mixes_stop_at_the_bound(margin, beta_max):
+    out, drawn = capped_case(margin)
+    cos = out[0, :, 0]  # cos(q, h) = h's first coordinate
+    capped = drawn > beta_max
+    assert capped.any() and (~capped).any()  # both cases occur in these 40 draws
+    beta = torch.minimum(drawn, torch.tensor(beta_max, dtype=torch.float64))
+    expected = beta / torch.sqrt(beta**2 + (1 - beta) ** 2)  # cos(q, normalize(β q + (1 − β) n)) with q ⊥ n
+    torch.testing.assert_close(cos, expected, rtol=0, atol=1e-12)
+    assert cos[capped].sub(0.6 - margin).abs().max().item() < 1e-12  # capped draws land on the bound exactly
+    uncapped, _ = capped_case(None)
+    assert (uncapped[0, :, 0] > 0.6).any()  # without the cap some mixes pass the positive (β > 3/7)
+
+
+def outranking_batch():
+    """B = 2, K = 1, D = 4: each query's positive at cos 0.6, its own hard negative at cos 0.45, every other
+    document orthogonal to it: an uncapped query mix with β ≳ 0.1 passes the positive."""
+    q = t([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    p = t([[0.6, 0.0, 0.8, 0.0], [0.0, 0.6, 0.0, 0.8]])
+    n = t([[[0.45, 0.0, 0.0, 0.893]], [[0.0, 0.45, 0.893, 0.0]]])
+    return Embeddings(query=q, positive=p, negatives=n)
+
+
+def test_cap_keeps_every_synthetic_below_the_positive():
+    emb = outranking_batch()
+
+    def logs(margin):
+        generator = torch.Generator().manual_seed(0)
+        mixing = HardNegativeMixing(num=16, top_k=1, kinds=["query"], generator=generator, query_cap_margin=margin)
+        return InfoNCE(temperature=0.05, mixing=mixing)(emb).logs
+
+    uncapped, capped = logs(None), logs(0.02)
+    assert uncapped["synthetic_outranks_pos"] == 1.0 and uncapped["positive_rank"] > 2
+    assert capped["synthetic_outranks_pos"] == 0.0 and capped["positive_rank"] == 1.0
+    assert capped["synthetic_rank"] >= 2  # below the positive among the real documents too
+
+
+def test_capped_mixes_of_a_negative_above_the_positive_are_dropped():
+    # q = (1, 0, 0), its positive at cos 0.5, its one hard negative at cos 0.7: every mix of that negative lies above
+    # the bound, so the capped mixer drops them all (no copies of n either) and the loss is plain InfoNCE's.
+    emb = Embeddings(query=t([[1.0, 0.0, 0.0]]), positive=t([[0.5, 0.866, 0.0]]), negatives=t([[[0.7, 0.0, 0.714]]]))
+
+    def loss(margin):
+        mixing = HardNegativeMixing(num=8, top_k=1, kinds=["query"], query_cap_margin=margin)
+        return InfoNCE(temperature=0.05, mixing=mixing)(emb)
+
+    plain, capped, uncapped = InfoNCE(temperature=0.05)(emb), loss(0.0), loss(None)
+    assert capped.value.item() == pytest.approx(plain.value.item(), rel=1e-12)
+    assert capped.logs["synthetic_outranks_pos"] == 0.0 and "synthetic_rank" not in capped.logs
+    assert uncapped.logs["synthetic_outranks_pos"] == 1.0 and uncapped.value.item() > plain.value.item() + 1
+
+
+def test_cap_margin_reaches_the_mixer_from_the_config():
+    loss = build_loss({"infonce": {"hn_mixing": {"enabled": True, "query_cap_margin": 0.05}}}).terms["infonce"]
+    assert loss.mixing.query_cap_margin == 0.05
+    assert build_loss({"infonce": {"hn_mixing": {"enabled": True}}}).terms["infonce"].mixing.query_cap_margin is None
+
+
+class FrozenMixing(HardNegativeMixing):
+    """The synthetic block of the first call, returned unchanged after: the negatives are detached by design (no
+    gradient through their construction), so finite differences must not see them move."""
+
+    def __call__(self, q, docs, scores):
+        if not hasattr(self, "block"):
+            self.block = super().__call__(q.detach(), docs.detach(), scores.detach())
+        return self.block
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_infonce_with_capped_mixing_gradcheck(gamma):
+    q, p, n = random_batch(3, 2, 4, seed=5, grad=True)
+    mixing = FrozenMixing(num=3, top_k=2, generator=torch.Generator().manual_seed(0), query_cap_margin=0.05)
+    loss = InfoNCE(temperature=0.2, gamma=gamma, mixing=mixing)
+
+    def f(q, p, n):
+        return loss(Embeddings(query=q, positive=p, negatives=n)).value
+
+    f(q, p, n)  # builds the block at the unperturbed inputs
+    assert mixing.block.shape == (3, 6, 4)
+    assert gradcheck(f, (q, p, n))

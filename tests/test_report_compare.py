@@ -24,6 +24,9 @@ def test_a_clear_effect_is_significant_and_none_is_not(tmp_path: Path) -> None:
     assert "ndcg_at_10_p" not in base  # the baseline is not tested against itself
     assert focal["ndcg_at_10_p"] < 0.001 and focal["ndcg_at_10_diff"] == pytest.approx(0.08, abs=0.02)
     assert c.varied == {"loss": ["infonce", "focal_infonce"], "seed": ["0", "1", "2"]}
+    # Holm over the table's 2 tests (one row, two metrics): the smaller p doubled, the larger one kept unless smaller
+    small, large = sorted([focal["ndcg_at_10_p"], focal["recall_at_10_p"]])
+    assert sorted([focal["ndcg_at_10_p_holm"], focal["recall_at_10_p_holm"]]) == [2 * small, max(2 * small, large)]
     null = compare(find_runs([make_sweep(tmp_path / "null", effect=0.0)]), "scifact", ["ndcg_at_10"], resamples=2000)
     assert null.baseline == "loss=infonce"  # default: the first configuration
     assert null.rows[1]["ndcg_at_10_p"] > 0.05
@@ -32,12 +35,15 @@ def test_a_clear_effect_is_significant_and_none_is_not(tmp_path: Path) -> None:
 def test_markdown_and_csv_tables(tmp_path: Path) -> None:
     c = compare(find_runs([make_sweep(tmp_path)]), "scifact", ["ndcg_at_10"], "loss=infonce", resamples=500)
     lines = to_markdown(c).splitlines()
-    assert lines[0].startswith("| configuration | seeds | scifact ndcg_at_10 (mean ± std) | Δ vs baseline | p |")
+    assert lines[0].startswith(
+        "| configuration | seeds | scifact ndcg_at_10 (mean ± std) | Δ vs baseline | p | p (Holm) |"
+    )
     assert lines[2].startswith("| loss=infonce (baseline) | 0, 1, 2 | 0.") and lines[2].endswith("| — | — | 60 |")
     assert len(lines) == 4 and "| +0.0" in lines[3]
     rows = list(csv.DictReader(io.StringIO(to_csv(c))))
     assert rows[1]["configuration"] == "loss=focal_infonce" and rows[1]["seeds"] == "0 1 2"
     assert float(rows[1]["ndcg_at_10_p"]) < 0.01 and rows[0]["ndcg_at_10_p"] == ""
+    assert float(rows[1]["ndcg_at_10_p_holm"]) == float(rows[1]["ndcg_at_10_p"])  # one test: Holm leaves it
     assert float(rows[0]["ndcg_at_10_mean"]) == pytest.approx(c.rows[0]["ndcg_at_10_mean"])
 
 

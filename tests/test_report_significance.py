@@ -12,6 +12,7 @@ import pytest
 from embedlab.errors import DataFormatError, EmbedlabError
 from embedlab.report.significance import (
     bootstrap_test,
+    holm,
     metric_by_query,
     paired_arrays,
     paired_test,
@@ -120,3 +121,10 @@ def test_seeds_are_averaged_per_query_and_must_share_queries(tmp_path: Path) -> 
     (s1 / "per_query" / "scifact.jsonl").write_text('{"query_id": "q1", "ndcg_at_10": 1}\n{"query_id": "q1"}\n')
     with pytest.raises(DataFormatError, match=r"s1/per_query/scifact.jsonl, line 2: field 'query_id': duplicate"):
         metric_by_query([s1], "scifact", "ndcg_at_10")
+
+
+def test_holm_by_hand():
+    # m = 4: sorted 0.005, 0.01, 0.03, 0.04, times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running max 0.02 0.03 0.06 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1, and never below a smaller p's adjusted value
+    assert holm([0.2]) == [0.2] and holm([]) == []

@@ -111,7 +111,7 @@ def test_report_logged_to_the_sweeps_group_with_the_markdown_rows(tmp_path: Path
         expected = [row["configuration"] + (" (baseline)" if row["baseline"] else ""), row["seeds"]]
         for m in ("ndcg_at_10", "recall_at_10"):
             expected += [f"{_fmt(row[f'{m}_mean'], 'mean')} ± {_fmt(row[f'{m}_std'], 'mean')}"]
-            expected += [_fmt(row[f"{m}_diff"], "diff"), _fmt(row[f"{m}_p"], "p")]
+            expected += [_fmt(row[f"{m}_diff"], "diff"), _fmt(row[f"{m}_p"], "p"), _fmt(row[f"{m}_p_holm"], "p")]
         expected.append(str(row["queries"]))
         assert cells == expected
     assert table["data"][1][columns.index("ndcg_at_10_p")] < 0.01  # the focal arm's real effect, logged as a number

@@ -55,7 +55,9 @@ def build_one(name: str, given: Mapping[str, Any] | LossSettings) -> tuple[float
     arguments = settings.arguments()
     mixing = arguments.pop("hn_mixing", None)  # infonce only: its schema is the only one with the key
     if mixing is not None and mixing.enabled:
-        arguments["mixing"] = HardNegativeMixing(mixing.num, mixing.top_k, mixing.kinds)
+        arguments["mixing"] = HardNegativeMixing(
+            mixing.num, mixing.top_k, mixing.kinds, query_cap_margin=mixing.query_cap_margin
+        )
     try:
         loss = LOSSES[name](**arguments)
     except ConfigError as e:  # an impossible value (a temperature ≤ 0): say which loss's key it is

@@ -29,8 +29,11 @@ class InfoNCE(Loss):
     ``mixing`` appends synthetic hard negatives (MoCHi, see `HardNegativeMixing`; unit vectors, so cosine only).
     In-batch documents masked off by ``document_mask`` (the same document as the query's positive) are never
     negatives. Logged: ``accuracy`` (the positive is the query's top real in-batch document; extra negatives and
-    synthetic ones are left out so the figure compares across options), ``p_positive`` and, with mixing,
-    ``synthetic_outranks_pos`` (the share of queries whose positive some synthetic negative outscores).
+    synthetic ones are left out so the figure compares across options), ``p_positive``, ``positive_rank`` (the
+    positive's mean 1-based rank among every column of the softmax, synthetic ones included) and, with mixing,
+    ``synthetic_outranks_pos`` (the share of queries whose positive some synthetic negative outscores) and
+    ``synthetic_rank`` (the best synthetic's mean rank among the real documents, positive included, over the
+    queries with synthetic negatives): the training log's evidence of what the synthetic block does.
     """
 
     requires = frozenset({"query", "positive"})
@@ -78,14 +81,20 @@ class InfoNCE(Loss):
         if self.mixing is not None:
             synthetic = self.mixing(q, docs, scores)  # [B, S, D], detached
             mixed = torch.einsum("bd,bsd->bs", q, synthetic)
-            # A query whose in-batch documents are all masked (or its positive alone) has nothing to mix from.
-            has_negative = torch.isfinite(scores).sum(dim=1) > 1
-            mixed = mixed.masked_fill(~has_negative[:, None], float("-inf"))
+            # A zero vector is no synthetic negative: a query with nothing to mix from (its in-batch documents all
+            # masked, or its positive alone), or a capped query mix with no room below the positive.
+            mixed = mixed.masked_fill(synthetic.abs().amax(dim=-1) == 0, float("-inf"))
             blocks.append(mixed)
-            # The share of queries whose positive some synthetic negative outscores (none when nothing was mixed).
-            beaten = mixed.detach().amax(dim=1) > scores.detach()[idx, idx] if mixed.shape[1] else idx < 0  # all False
-            logs["synthetic_outranks_pos"] = beaten.float().mean().item()
+            # Best synthetic per query (−inf where nothing was mixed): how many queries it beats the positive for
+            # (the share; none when nothing was mixed), and its rank among the real documents where there is one.
+            best = mixed.detach().amax(dim=1) if mixed.shape[1] else scores.new_full((b,), float("-inf"))
+            logs["synthetic_outranks_pos"] = (best > scores.detach()[idx, idx]).float().mean().item()
+            rank = 1 + (scores.detach() > best[:, None]).sum(dim=1)
+            if torch.isfinite(best).any():
+                logs["synthetic_rank"] = rank[torch.isfinite(best)].float().mean().item()
         logits = torch.cat(blocks, dim=1) / self.temperature
+        above = logits.detach() > logits.detach()[idx, idx].unsqueeze(1)  # columns outscoring the positive
+        logs["positive_rank"] = (1 + above.sum(dim=1)).float().mean().item()
         loss, log_p = self._weighted_nll(logits)
         logs["p_positive"] = log_p.exp().mean().item()
         if self.symmetric:

@@ -37,6 +37,7 @@ class MixingSettings:
     top_k: int = 16  # mix among the query's top-k hardest negatives
     # negatives: α n_a + (1−α) n_b; query: β q + (1−β) n, β ≤ 0.5 (one or both)
     kinds: list[str] = field(default_factory=lambda: list(MIXING_KINDS))
+    query_cap_margin: float | None = None  # query mixes: cap β so cos(q, h) ≤ cos(q, p) − this; null = uncapped
 
 
 @dataclass

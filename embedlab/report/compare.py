@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from embedlab.data import get_task
 from embedlab.errors import EmbedlabError
 from embedlab.report.runs import Run, group_runs, summarize, varied_knobs
-from embedlab.report.significance import METHODS, metric_by_query, paired_arrays, paired_test
+from embedlab.report.significance import METHODS, holm, metric_by_query, paired_arrays, paired_test
 
 __all__ = ["METHODS", "Comparison", "compare", "describe", "to_csv", "to_markdown"]
 
@@ -23,7 +23,7 @@ class Comparison:
     baseline: str
     method: str
     resamples: int
-    rows: list[dict]  # configuration, n, seeds, queries, <metric>_mean/_std/_diff/_p per metric
+    rows: list[dict]  # configuration, n, seeds, queries, <metric>_mean/_std/_diff/_p/_p_holm per metric
     varied: dict[str, list[str]] = field(default_factory=dict)  # knob -> values, over all runs compared
     notes: list[str] = field(default_factory=list)
 
@@ -70,6 +70,10 @@ def compare(
             if name != baseline:
                 result = paired_test(a, b, method, resamples=resamples, seed=seed)
                 row[f"{metric}_diff"], row[f"{metric}_p"] = result.mean_diff, result.p_value
+    # Holm over every test in the table (rows × metrics): the family a reader scans for "significant" cells.
+    tested = [(row, m) for row in rows for m in metrics if f"{m}_p" in row]
+    for (row, m), adjusted in zip(tested, holm([row[f"{m}_p"] for row, m in tested]), strict=True):
+        row[f"{m}_p_holm"] = adjusted
     return Comparison(task, list(metrics), baseline, method, resamples, rows, varied_knobs(runs), notes)
 
 
@@ -87,15 +91,16 @@ def _p(value: float | None) -> str:
 def to_markdown(c: Comparison) -> str:
     headers = ["configuration", "seeds"]
     for m in c.metrics:
-        headers += [f"{c.task} {m} (mean ± std)", "Δ vs baseline", "p"]
+        headers += [f"{c.task} {m} (mean ± std)", "Δ vs baseline", "p", "p (Holm)"]
     headers.append("queries")
-    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|---:|---:|" * len(c.metrics) + "---:|"]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|---:|---:|---:|" * len(c.metrics) + "---:|"]
     for row in c.rows:
         name = row["configuration"] + (" (baseline)" if row["configuration"] == c.baseline else "")
         cells = [name, ", ".join(map(str, row["seeds"]))]
         for m in c.metrics:
             diff = row.get(f"{m}_diff")
             cells += [_mean_std(row, m), f"{diff:+.4f}" if diff is not None else "—", _p(row.get(f"{m}_p"))]
+            cells.append(_p(row.get(f"{m}_p_holm")))
         cells.append(str(row.get("queries", "—")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -104,14 +109,16 @@ def to_markdown(c: Comparison) -> str:
 def describe(c: Comparison) -> str:
     """The lines that say what was compared and how (above the table in the Markdown file)."""
     knobs = "; ".join(f"{k} ∈ {{{', '.join(v)}}}" for k, v in c.varied.items()) or "nothing"
+    tests = sum(f"{m}_p" in row for row in c.rows for m in c.metrics)
     test = f"paired {c.method} test over queries ({c.resamples} resamples; seeds averaged per query), two-sided"
+    test += f"; p (Holm): Holm-adjusted over the table's {tests} tests"
     return "\n".join([f"Varied: {knobs}.", f"Baseline: {c.baseline}. p: {test}.", *c.notes])
 
 
 def to_csv(c: Comparison) -> str:
     columns = ["configuration", "n", "seeds", "queries"]
     for m in c.metrics:
-        columns += [f"{m}_mean", f"{m}_std", f"{m}_diff", f"{m}_p"]
+        columns += [f"{m}_mean", f"{m}_std", f"{m}_diff", f"{m}_p", f"{m}_p_holm"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

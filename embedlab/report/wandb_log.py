@@ -25,7 +25,7 @@ MODES = ("offline", "online", "disabled")
 def table_columns(c: Comparison) -> list[str]:
     columns = ["configuration", "baseline", "seeds", "n"]
     for m in c.metrics:
-        columns += [f"{m}_mean", f"{m}_std", f"{m}_diff", f"{m}_p"]
+        columns += [f"{m}_mean", f"{m}_std", f"{m}_diff", f"{m}_p", f"{m}_p_holm"]
     return [*columns, "queries"]
 
 
@@ -35,7 +35,7 @@ def table_rows(c: Comparison) -> list[list]:
     for row in c.rows:
         cells = [row["configuration"], row["configuration"] == c.baseline, ", ".join(map(str, row["seeds"])), row["n"]]
         for m in c.metrics:
-            cells += [row.get(f"{m}_{k}") for k in ("mean", "std", "diff", "p")]
+            cells += [row.get(f"{m}_{k}") for k in ("mean", "std", "diff", "p", "p_holm")]
         rows.append([*cells, row.get("queries")])
     return rows
 
