@@ -11,8 +11,9 @@ Equivalent objectives on all-MiniLM-L6-v2 and real SciFact text:
 Like for like (issue 17 item 6): **one list of batches fed to both trainers**, drawn by embedlab's sampler with
 `--grouping random` (random batches, as ST samples by default) and/or `length` (length-grouped, embedlab's default;
 ST has no length-grouped sampler, so it receives the list as its `batch_sampler`, and the script fails if either side
-did not consume it); the same optimizer (torch's AdamW, unfused, lr 2e-5 without warm-up, linear decay, weight
-decay 0.01 off biases and norms; `--st-optim adamw_torch_fused` gives ST its own default); the gradient norm
+did not consume it); the same optimizer (torch's AdamW, lr 2e-5 without warm-up, linear decay, weight decay 0.01
+off biases and norms, on the kernel `--adamw` names: fused by default, which is embedlab's `optim.implementation=auto`
+on a CPU and ST's own default on torch >= 2.8; `--adamw foreach`: torch's unfused default on both); the gradient norm
 clipped to 1.0 on both sides (Lightning `gradient_clip_val=1.0`, embedlab's config default; ST `max_grad_norm=1.0`,
 its default). Each side runs `--steps` optimizer steps after `--warmup` untimed ones, a fresh model and trainer
 per run; samples/s = steps × batch / seconds. The sides take turns `--repeats` times, the order rotating; every run
@@ -51,9 +52,10 @@ from embedlab.report.table import format_table
 
 PEERS = {"infonce": "MultipleNegativesRankingLoss", "leaf": "MSELoss", "gradcache": "CachedMNRL"}
 PHASES = ("forward + loss", "backward", "clip + AdamW")
-# embedlab's optimizer (embedlab.lit.optim): torch's AdamW, weight decay 0.01 off biases and norms, the unfused
-# implementation; HF's trainer defaults to weight decay 0 and, on torch >= 2.8, fused AdamW (`--st-optim` to measure)
-ST_OPTIM = {"weight_decay": 0.01, "optim": "adamw_torch"}
+# embedlab's optimizer (embedlab.lit.optim): torch's AdamW, weight decay 0.01 off biases and norms; HF's trainer gets
+# the same decay (its default is 0) and the same kernel: `--adamw` -> (optim.implementation, HF's optim name)
+ST_WEIGHT_DECAY = 0.01
+ADAMW = {"fused": ("fused", "adamw_torch_fused"), "foreach": ("foreach", "adamw_torch")}
 
 
 class StepTimer(pl.Callback):
@@ -134,7 +136,8 @@ def embedlab_run(kind: str, examples: list[Example], targets: np.ndarray, batche
     dm = EmbeddingDataModule(examples, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0)
     dm.batch_sampler = sampler = FixedBatches(batches)
     chunk_size = args.chunk_size if kind == "gradcache" else None
-    optim = OptimConfig(lr=2e-5, projection_lr=None, warmup_ratio=0.0)  # one lr for all, as ST's trainer
+    kernel = ADAMW[args.adamw][0]
+    optim = OptimConfig(lr=2e-5, projection_lr=None, warmup_ratio=0.0, implementation=kernel)  # one lr, as ST's
     module = EmbeddingModule(encoder, loss, optim, teacher_table=table, chunk_size=chunk_size)
     timer = StepTimer(args.warmup)
     pl.Trainer(
@@ -195,7 +198,8 @@ def st_run(kind: str, examples: list[Example], targets: np.ndarray, batches, arg
             warmup_steps=0,
             max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
             batch_sampler=lambda dataset, **kw: sampler,
-            **{**ST_OPTIM, "optim": args.st_optim},
+            weight_decay=ST_WEIGHT_DECAY,
+            optim=ADAMW[args.adamw][1],
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],
@@ -219,7 +223,7 @@ def main() -> None:
     parser.add_argument("--grouping", default="random,length", help="batches: random and/or length-grouped")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side, order rotating; the median counts")
     parser.add_argument("--chunk-size", type=int, default=32, help="GradCache chunk (ST: mini_batch_size)")
-    parser.add_argument("--st-optim", default=ST_OPTIM["optim"], help="HF optim name; adamw_torch_fused is ST's own")
+    parser.add_argument("--adamw", choices=list(ADAMW), default="fused", help="AdamW's kernel, on both sides")
     parser.add_argument("--losses", nargs="+", default=["infonce", "leaf"], choices=["infonce", "leaf", "gradcache"])
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -233,7 +237,7 @@ def main() -> None:
     print(
         f"all-MiniLM-L6-v2, batch {args.batch_size}, max {args.max_length} tokens, {args.steps} timed steps after "
         f"{args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0 on both sides, the same batches, "
-        f"AdamW (ST optim={args.st_optim})"
+        f"AdamW {args.adamw} on both sides"
     )
     rows, rates, shares = [], {}, []
     for precision in args.precision.split(","):

@@ -59,6 +59,7 @@ def test_the_leaf_demo_passes() -> None:
         (["model.backend=tensorrt"], "model.backend='tensorrt' is not one of auto, torch, onnx, onnx-int8, openvino"),
         (["teacher=mpnet", "teacher.backend=int4"], "teacher.backend='int4' is not one of auto, torch, onnx"),
         (["nonfinite=ignore"], "nonfinite='ignore' is not one of stop, skip"),
+        (["optim.implementation=fast"], r"unknown optim.implementation 'fast'; choose from auto, fused, foreach, for_"),
         (["loss=leaf", "data=leaf_texts"], r"loss.leaf needs \['teacher'\], .*configure teacher="),
         (["loss=kl_distill"], r"loss.kl_distill needs \['candidates', 'teacher_scores'\], which data.kind=pairs"),
         (["teacher=file"], r"teacher.file is required \(it has no value, '\?\?\?'\): set teacher.file=..."),
