@@ -82,8 +82,8 @@ def test_every_precision_knob_defaults_to_auto(name: str | None) -> None:
     assert set(knobs.values()) == {"auto"}, knobs
 
 
-def test_leaf_pool_is_leaf_demo_on_the_pool_at_a_fixed_budget() -> None:
-    budget = ["data=leaf_texts_pool", "trainer.max_steps=320", "trainer.max_epochs=-1"]
+def test_leaf_pool_is_leaf_demo_on_the_pool_at_a_fixed_budget_and_the_dev_chosen_lr() -> None:
+    budget = ["data=leaf_texts_pool", "trainer.max_steps=320", "trainer.max_epochs=-1", "optim.lr=1e-4"]
     assert _compose("experiment=leaf_pool") == _compose("experiment=leaf_demo", *budget)
 
 
