@@ -8,9 +8,10 @@
 # Evaluated before and after training on the documented subset (experiments/README.md, "A real decoder as an
 # embedder": first 50 SciFact test queries, 150 documents with every judged one kept, 64 tokens per text).
 # Nothing is selected, so no dev run; embedlab-report: mean ± std, paired randomization test vs arm 1, Holm.
-# Wall time on 2 cores, from a 1-step smoke run (see experiments/README.md, "LG-ANNA soft labels on K = 4 lists"):
-#   ~2 h in all (12 runs ~10 min each: the MiniLM mining and mpnet scores come from the embedding cache after
-#   the first run; each 10-step LoRA run and its two subset evaluations dominate).
+# Wall time on 2 cores, estimated from a 1-step smoke run (experiments/README.md, "LG-ANNA soft labels on K = 4
+# lists"): ~1.5 h in all -- 12 runs of ~5-7 min (10 LoRA steps at ~23 CPU-s, two subset evaluations at ~1 CPU-min);
+# once: the GGUF conversion (~3 min) and mpnet's soft labels at 256 tokens (~10 min; shared with lg_anna_lists.sh
+# through the embedding cache, the lists being the same MiniLM adaptive mining).
 #   make decoders && bash experiments/lg_anna_decoder.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
 # Arms already finished (a .done file) are skipped on a rerun.
 set -euo pipefail

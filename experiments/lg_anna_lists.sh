@@ -10,8 +10,10 @@
 # the same teacher makes better soft labels. The one choice, the KL teacher temperature (TEMPS), is made on the
 # 200 dev claims carved from SciFact train (experiments/scifact_data.py), seed 0, arm 3; test only reports.
 # Then embedlab-report: mean ± std over seeds, paired randomization test vs arm 1, Holm over the table.
-# Wall time on 2 cores, from a smoke run (see experiments/README.md, "LG-ANNA soft labels on K = 4 lists"):
-#   ~3 h 10 min in all (reranker ~15 min, 3 dev runs ~30 min, 15 test runs ~9-10 min each).
+# Wall time on 2 cores, estimated from a 3-step smoke run (experiments/README.md, "LG-ANNA soft labels on K = 4
+# lists"): ~3-4 h in all -- 18 training runs (3 dev + 15 test) of ~9-13 min each (17 steps at ~50 CPU-s, then the
+# full SciFact test pass), mpnet soft labels at 256 tokens ~10 min per list set (adaptive, relative; cached after),
+# the reranker ~6 min. TEMPS=1 (no dev choice) saves ~25 min, RERANKER=0 ~45 min.
 #   bash experiments/lg_anna_lists.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
 # Arms already finished (a .done file) are skipped on a rerun.
 set -euo pipefail
