@@ -87,6 +87,18 @@ def test_leaf_pool_is_leaf_demo_on_the_pool_at_a_fixed_budget_and_the_dev_chosen
     assert _compose("experiment=leaf_pool") == _compose("experiment=leaf_demo", *budget)
 
 
+def test_lg_anna_lists_is_the_soft_label_sweep_on_k4_lists() -> None:
+    """experiments/lg_anna_lists.sh's arms are overrides of this recipe: K = 4 (5-candidate soft labels), fit split."""
+    flags = ["mining=adaptive", "teacher_scores=mpnet", "loss=[infonce,kl_distill]", "logger=csv", "export=false"]
+    data = ["data.num_negatives=4", "data.split=fit", "step.chunk_size=32", "eval.before_training=false"]
+    assert _compose("experiment=lg_anna_lists") == _compose(*flags, *data)
+
+
+def test_lg_anna_decoder_is_lg_anna_on_qwen_with_k4() -> None:
+    qwen = ["model=qwen25_05b_bidir", "data.num_negatives=4", "data.split=fit"]
+    assert _compose("experiment=lg_anna_decoder") == _compose("experiment=lg_anna", *qwen)
+
+
 PIPELINES = sorted(p.stem for p in (CONF_DIR / "pipeline").glob("*.yaml"))
 
 

@@ -141,3 +141,40 @@ def _kl(module, batch) -> float:
         value = float(list_kl(module.list_logits(batch), batch["teacher_scores"], 1.0).value)
     module.model.train(was_training)
     return value
+
+
+def test_two_candidate_lists_z_score_to_plus_minus_one_whatever_the_teacher_says():
+    """Why K = 1 soft labels carried nothing (experiments/README.md, "Does mining help fine-tuning?")."""
+    z = normalize_per_query(np.array([[0.9, 0.1], [0.51, 0.5], [0.2, 0.3]]), "zscore")
+    np.testing.assert_allclose(z, [[1, -1], [1, -1], [-1, 1]])
+
+
+def test_training_soft_labels_span_the_whole_mined_list(tmp_path: Path, monkeypatch):
+    """embedlab-train's mine → score → train path with K = 3 negatives of 5 mined: the target is softmax over the
+    z-scored teacher cosines of all 4 candidates, by hand. A list cut to 2 candidates would read ±1 instead."""
+    from omegaconf import OmegaConf
+
+    from embedlab.data.training import read_scored
+    from embedlab.losses.kl_distill import list_kl
+    from embedlab.training import negatives as prep
+
+    cosines = {"P": 0.8, "A": 0.6, "B": 0.4, "C": 0.2, "D": 0.1, "E": 0.0}
+    vectors = {"claim": at(0), **{t: at(np.degrees(np.arccos(c))) for t, c in cosines.items()}}
+    monkeypatch.setattr(prep, "build_scorer", lambda t, batch_size, cache: BiEncoderScorer(FakeEncoder(vectors)))
+    corpus = {t.lower(): t for t in cosines}
+    mined = {"query_id": "q1", "query": "claim", "positive_ids": ["p"], "negative_ids": ["a", "b", "c", "d", "e"]}
+    negatives = write_mined(tmp_path / "negatives.jsonl", [mined])
+    cfg = OmegaConf.create({
+        "data": {"kind": "pairs", "path": "scifact", "num_negatives": 3}, "eval": {"batch_size": 8},
+        "teacher_scores": {"normalize": "zscore", "teachers": [{"kind": "bi_encoder", "model": "fake", "weight": 1.0}]},
+    })  # fmt: skip
+    prep.score_before_training(cfg, corpus, negatives, cache=None)
+    assert (cfg.data.kind, cfg.data.num_candidates) == ("scored", 4)
+    [example] = read_scored(cfg.data.path, cfg.data.num_candidates)
+    assert example.candidate_ids == ("p", "a", "b", "c")
+    # mean 0.5, std sqrt(0.05): z = ±0.3/0.2236 = ±1.3416, ±0.1/0.2236 = ±0.4472
+    np.testing.assert_allclose(example.scores, [1.3416408, 0.4472136, -0.4472136, -1.3416408], atol=1e-5)
+    target = torch.softmax(torch.tensor(example.scores), dim=0)  # kl_distill's P^t at τ_t = 1
+    np.testing.assert_allclose(target, [0.60812, 0.24865, 0.10166, 0.04157], atol=1e-4)  # e^z / 6.28969
+    exact = target.log().unsqueeze(0)  # a student matching the target has zero KL: the loss reads the same list
+    assert float(list_kl(exact, torch.tensor([example.scores]), 1.0).value) == pytest.approx(0.0, abs=1e-6)

@@ -48,6 +48,8 @@ def score_before_training(cfg: DictConfig, corpus: dict[str, str], negatives: Pa
     """Soft labels for the mined lists (positive + data.num_negatives negatives); the run then trains on them as
     scored lists, which also feed contrastive losses (candidate 0 = the positive)."""
     k = int(cfg.data.num_negatives)
+    if k == 1 and cfg.teacher_scores.normalize == "zscore":
+        log.warning("z-scored two-candidate lists are ±1 whatever the teachers say: use data.num_negatives ≥ 3")
     lists = read_mined_lists(negatives, corpus, k)
     scorers = [(build_scorer(t, cfg.eval.batch_size, cache), float(t["weight"])) for t in check_teachers(cfg)]
     combined, raw = score_lists(lists, corpus, scorers, cfg.teacher_scores.normalize)
