@@ -140,8 +140,7 @@ class EmbeddingModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):
-        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None  # fp16's GradScaler
-        return configure_adamw(self.student, self.optim, int(self.trainer.estimated_stepping_batches), scaled)
+        return configure_adamw(self.student, self.optim, self.trainer)
 
     def state_dict(self, *args, **kwargs):
         """Checkpoints hold the student only: the frozen teacher is rebuilt from its config, not copied."""

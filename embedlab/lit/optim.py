@@ -6,7 +6,9 @@ import logging
 import math
 from dataclasses import dataclass
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.optim.optimizer import _device_dtype_check_for_fused  # private: torch's one place for fused's limits
 
 from embedlab.errors import ConfigError
@@ -83,16 +85,21 @@ def lr_lambda(total_steps: int, cfg: OptimConfig):
     return factor
 
 
-def adamw(groups: list[dict], cfg: OptimConfig, scaled: bool = False) -> torch.optim.AdamW:
-    """torch's AdamW on the kernel `cfg.implementation` names. `auto` is fused unless gradients are scaled (fp16's
-    GradScaler: fused unscales inside its step, after Lightning would clip) or torch refuses it (a device or dtype
-    with no fused kernel); then torch's default kernel (foreach)."""
+def adamw(groups: list[dict], cfg: OptimConfig, amp_clipping: bool = False) -> torch.optim.AdamW:
+    """torch's AdamW on the kernel `cfg.implementation` names. `auto` is fused unless Lightning would refuse it
+    (`amp_clipping`, see `refuses_fused`) or torch refuses it (a device or dtype with no fused kernel); then torch's
+    default kernel (foreach)."""
     refusal = fused_refusal([p for group in groups for p in group["params"]])
     if cfg.implementation == "fused" and refusal:
         raise ConfigError(f"optim.implementation=fused: torch refuses it here ({refusal})")
+    if cfg.implementation == "fused" and amp_clipping:
+        raise ConfigError(
+            "optim.implementation=fused: Lightning does not clip gradients of a fused optimizer under mixed "
+            "precision; use optim.implementation=auto or foreach, or trainer.gradient_clip_val=0"
+        )
     if cfg.implementation != "auto":
         kernel = KERNELS[cfg.implementation]
-    elif scaled or refusal:
+    elif amp_clipping or refusal:
         if refusal:
             log.warning("optim.implementation=auto: no fused AdamW here (%s); using torch's default kernel", refusal)
         kernel = {}
@@ -120,9 +127,16 @@ def fused_refusal(params: list[torch.Tensor]) -> str | None:
     return None
 
 
-def configure_adamw(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, scaled: bool = False) -> dict:
+def refuses_fused(trainer: pl.Trainer) -> bool:
+    """Whether Lightning would refuse fused AdamW in this trainer: its mixed-precision plugin (16-mixed and bf16-mixed
+    alike, GradScaler or not) will not clip the gradients of an optimizer that unscales them inside its step."""
+    return isinstance(trainer.precision_plugin, MixedPrecision) and bool(trainer.gradient_clip_val)
+
+
+def configure_adamw(model: torch.nn.Module, cfg: OptimConfig, trainer: pl.Trainer) -> dict:
     """AdamW over `parameter_groups` with the warmup + decay schedule stepped per optimizer step (Lightning's
-    `configure_optimizers` return value); `scaled`: the trainer scales the loss (fp16 mixed precision)."""
-    optimizer = adamw(parameter_groups(model, cfg), cfg, scaled)
+    `configure_optimizers` return value for `trainer`)."""
+    optimizer = adamw(parameter_groups(model, cfg), cfg, refuses_fused(trainer))
+    total_steps = int(trainer.estimated_stepping_batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, total_steps), cfg))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

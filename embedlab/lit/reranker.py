@@ -66,5 +66,4 @@ class RerankerModule(pl.LightningModule):
         return out.value
 
     def configure_optimizers(self):
-        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None  # fp16's GradScaler
-        return configure_adamw(self.model, self.optim, int(self.trainer.estimated_stepping_batches), scaled)
+        return configure_adamw(self.model, self.optim, self.trainer)
