@@ -21,9 +21,10 @@ computed with each side's own chunking code on the real batches. `--chunk-size N
 Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
 printed; the table gives each side's median samples/s, min–max, (steps × batch / seconds over the `--steps` steps after
 `--warmup` untimed ones) and its ratio over sentence-transformers. Each run is a fresh model and trainer.
-`--clock cpu` times the process's CPU seconds (`time.process_time`) instead of wall seconds: on a core shared with
-other processes the wall clock measures their load as much as the step (issue 17: in one such run the side that went
-second lost up to 2x by wall while both sides' CPU seconds agreed within 1%); with one thread it is the step's work.
+`--clock cpu` times the process's CPU seconds (`time.process_time`, all threads) instead of wall seconds: on a core
+shared with other processes the wall clock measures their load as much as the step (issue 17: at batch 64 one
+wall-clock run put embedlab at 0.70x sentence-transformers while the two whole runs' CPU seconds, loading included,
+differed by 1%). With one thread, CPU seconds are the step's work; with more, they are not its latency.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def main() -> None:
             # at the padded size of ST's largest chunk, i.e. the same memory bound.
             sides = {"sentence-transformers": (st_run, chunking), f"embedlab, {name}": (embedlab_run, chunking)}
             matched = (None, st_stats["largest"])
-            if chunking[1]:
+            if chunking[1] and matched[1] != chunking[1]:  # else it is the run above again
                 sides[f"embedlab, tokens {matched[1]} (ST's largest chunk)"] = (embedlab_run, matched)
             runs = run_rotating(
                 {side: partial(run, pairs, batches, args, setting) for side, (run, setting) in sides.items()},
@@ -205,7 +206,7 @@ def main() -> None:
                     {
                         "batches": grouping,
                         "side": side,
-                        "samples/s": rate["median"],
+                        "samples/s" if args.clock == "wall" else "samples/CPU s": rate["median"],
                         "min–max": f"{rate['min']:.2f}–{rate['max']:.2f}",
                         "vs ST": rate["median"] / peer,
                         **stats,
