@@ -7,9 +7,9 @@
 Like for like: all-MiniLM-L6-v2 on both sides, fp32, the same (claim, cited abstract) pairs in **the same batches in
 the same order** (one list of batches, drawn by embedlab's `LengthGroupedBatchSampler` with `--grouping random`:
 random batches, or `length`: batches of similar claim length; sentence-transformers gets it as its batch sampler),
-InfoNCE at temperature 0.05 ≡ MNRL scale 20, the same AdamW (lr 2e-5 without warm-up, decay 0.01, unfused),
-gradient norm clipped to 1.0 on both sides (Lightning `gradient_clip_val`, ST `max_grad_norm`), the same token
-budget. What differs is each side's own
+InfoNCE at temperature 0.05 ≡ MNRL scale 20, the same AdamW (lr 2e-5 without warm-up, decay 0.01, the kernel
+`--adamw` names: fused by default), gradient norm clipped to 1.0 on both sides (Lightning `gradient_clip_val`, ST
+`max_grad_norm`), the same token budget. What differs is each side's own
 chunking: sentence-transformers packs consecutive rows while their *unpadded* tokens fit the budget (no row cap);
 embedlab takes the rows longest first and packs while rows × the chunk's longest row, i.e. the *padded* tokens that
 reach the model, fit it — so its budget bounds a chunk's memory and ST's does not, and the same number gives embedlab
@@ -40,7 +40,7 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 from common import header, run_rotating, spread
-from train_throughput import ST_OPTIM, FixedBatches, StepTimer, draw_batches
+from train_throughput import ADAMW, ST_WEIGHT_DECAY, FixedBatches, StepTimer, draw_batches
 from transformers import AutoTokenizer
 
 from embedlab.data.collate import Collator
@@ -90,7 +90,7 @@ def embedlab_run(pairs: list[PairExample], batches: list[list[int]], args, chunk
     dm = EmbeddingDataModule(pairs, Collator(encoder.tokenizer, args.max_length), batch_size=args.batch_size, seed=0)
     dm.batch_sampler = sampler = FixedBatches(batches)
     loss = build_loss({"infonce": {"temperature": 0.05}})
-    optim = OptimConfig(lr=2e-5, warmup_ratio=0.0)
+    optim = OptimConfig(lr=2e-5, warmup_ratio=0.0, implementation=ADAMW[args.adamw][0])
     module = EmbeddingModule(encoder, loss, optim, chunk_size=size, chunk_tokens=tokens)
     timer = StepTimer(args.warmup, CLOCKS[args.clock])
     pl.Trainer(
@@ -142,7 +142,8 @@ def st_run(pairs: list[PairExample], batches: list[list[int]], args, chunking: t
             warmup_steps=0,
             max_grad_norm=1.0,  # ST's default, stated: the Lightning side clips at 1.0 too
             batch_sampler=lambda dataset, **kw: sampler,
-            **ST_OPTIM,  # embedlab's AdamW: weight decay 0.01, unfused
+            weight_decay=ST_WEIGHT_DECAY,  # embedlab's AdamW decay (ST's default is 0)
+            optim=ADAMW[args.adamw][1],  # the same kernel on both sides
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None, help="also rows-only chunks of this many texts")
     parser.add_argument("--grouping", default="random,length", help="batches: random and/or length-grouped")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--adamw", choices=list(ADAMW), default="fused", help="AdamW's kernel, on both sides")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="cpu: samples per CPU second")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
