@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from frozen_pass import commit, cpu_info
+from common import header
 
 from embedlab.data.collate import Collator
 from embedlab.data.training import read_pairs
@@ -88,11 +88,7 @@ def main() -> None:
             first_seconds.setdefault(f"{side} step", times[0])
             rates[side].append(len(times[1:]) / sum(times[1:]))
     eager, compiled = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
-    cpu, _ = cpu_info()
-    print(
-        f"commit {commit()}; {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"capability {torch.backends.cpu.get_cpu_capability()}"
-    )
+    print(header("transformers"))
     print(
         f"all-MiniLM-L6-v2, InfoNCE, batch {args.batch_size} pairs, max {args.max_length} tokens, {args.precision}, "
         f"{args.steps} timed steps × {args.repeats} repeats (median)\n"
