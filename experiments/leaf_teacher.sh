@@ -12,7 +12,7 @@
 #   <out>/baselines/shipped{,_dev}         all-MiniLM-L6-v2 as released, on test (+ STSb) and on SciFact dev
 #   <out>/baselines/finetune/0-2           MiniLM fine-tuned on the same labels with the teacher's recipe, seeds 0-2
 #   <out>/report/                          embedlab-report: every configuration vs the fine-tuned MiniLM, paired
-#   <out>/leaf_teacher.md                  the headline table (Holm-corrected) and the curve, also printed
+#   <out>/leaf_teacher.md, .json           the headline table (Holm-corrected) and the curve, also printed
 set -euo pipefail
 OUT=${1:-outputs/leaf_teacher}
 BIN=${BIN:-.venv/bin}
@@ -45,68 +45,4 @@ done
 
 # The headline (whole pool, seeds 0-2): student and asymmetric pair against the shipped and the fine-tuned MiniLM,
 # the teacher against the shipped MiniLM, Holm over these five tests; share of the teacher; then the curve.
-"$BIN/python" - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-
-from omegaconf import OmegaConf
-
-from embedlab.io import write_text_atomic
-from embedlab.report.significance import metric_by_query, paired_arrays, paired_test
-from embedlab.training.prepare import read_examples
-
-out = Path(sys.argv[1])
-leaf, base = out / "pipeline" / "leaf", out / "baselines"
-seeds = [leaf / str(i) for i in range(3)]
-def score(runs, task="scifact", metric="ndcg_at_10"):
-    values = [json.loads((r / "metrics.json").read_text())[task][metric] for r in runs]
-    return sum(values) / len(values)
-systems = {  # name -> run folders (one per seed)
-    "teacher (mpnet fine-tuned on fit claims)": [leaf / "0" / "teacher"],
-    "MiniLM as shipped": [base / "shipped"],
-    "MiniLM fine-tuned on the same labels": [base / "finetune" / str(i) for i in range(3)],
-    "LEAF student": seeds,
-    "LEAF asymmetric (teacher docs x student queries)": [r / "asymmetric" for r in seeds],
-}
-teacher, shipped, finetune, student, asym = systems
-tests = [(student, shipped), (student, finetune), (asym, shipped), (asym, finetune), (teacher, shipped)]
-by_query = {name: metric_by_query(runs, "scifact", "ndcg_at_10") for name, runs in systems.items()}
-results = []
-for a, b in tests:  # b is the baseline
-    x, y = paired_arrays(by_query[b], by_query[a], (b, a), "scifact")
-    results.append(paired_test(x, y, "randomization", resamples=10_000, seed=0))
-order = sorted(range(len(tests)), key=lambda i: results[i].p_value)  # Holm: step-down over the sorted raw p
-holm, running = [0.0] * len(tests), 0.0
-for rank, i in enumerate(order):
-    running = max(running, min(1.0, (len(tests) - rank) * results[i].p_value))
-    holm[i] = running
-top = score(systems[teacher])
-lines = ["| system | seeds | SciFact test nDCG@10 | % of teacher | STSb Spearman |", "|---|---:|---:|---:|---:|"]
-for name, runs in systems.items():
-    sts = "—" if name == asym else f"{score(runs, 'stsb', 'cosine_spearman'):.4f}"
-    lines.append(f"| {name} | {len(runs)} | {score(runs):.4f} | {100 * score(runs) / top:.1f}% | {sts} |")
-lines += ["", "| comparison (paired over test queries) | Δ nDCG@10 | p raw | p Holm (5 tests) |",
-          "|---|---:|---:|---:|"]
-for (a, b), r, h in zip(tests, results, holm):
-    lines.append(f"| {a} − {b} | {r.mean_diff:+.4f} | {r.p_value:.4f} | {h:.4f} |")
-def dev(run):
-    return json.loads((run / "metrics.json").read_text())["scifact"]["ndcg_at_10"]
-lines += ["", f"SciFact dev nDCG@10: teacher {dev(out / 'pipeline' / 'teacher'):.4f}, "
-          f"MiniLM as shipped {dev(base / 'shipped_dev'):.4f} (no paired test)", ""]
-lines += ["| pool (texts, 500 held out) | run | steps | student nDCG@10 | % teacher | asymmetric | % teacher | "
-          "STSb | held-out cosine |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
-for run in sorted(leaf.iterdir(), key=lambda p: int(p.name)):
-    cfg = OmegaConf.load(run / "config.yaml")
-    texts = sum(map(len, read_examples(cfg.data, cfg.data.root).values()))
-    summary = json.loads((run / "manifest.json").read_text())["summary"]
-    s, a = score([run]), score([run / "asymmetric"])
-    lines.append(f"| {texts:,} | leaf/{run.name} (seed {cfg.seed}) | {summary['steps']} | {s:.4f} | "
-                 f"{100 * s / top:.1f}% | {a:.4f} | {100 * a / top:.1f}% | "
-                 f"{score([run], 'stsb', 'cosine_spearman'):.4f} | "
-                 f"{summary['heldout_cosine_before']:.3f} -> {summary['heldout_cosine']:.3f} |")
-lines += ["", "Held-out cosine: student vs teacher on 500 texts held out of each run's own pool (not comparable "
-          "across pools)."]
-text = "\n".join(lines) + "\n"
-write_text_atomic(out / "leaf_teacher.md", text)
-print(text + f"written: {out / 'leaf_teacher.md'}")
-PY
+"$BIN/python" experiments/leaf_teacher_report.py "$OUT"
