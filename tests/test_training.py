@@ -23,8 +23,8 @@ from embedlab.lit.optim import OptimConfig, lr_lambda, parameter_groups
 from embedlab.lit.teacher import TeacherTable
 from embedlab.losses import build_loss
 from embedlab.models import Encoder
-from embedlab.models.encoder import truncate_layers
 from embedlab.models.projection import fit_ridge
+from embedlab.models.truncate import truncate_layers
 
 
 # ------------------------------------------------------------------------------------------------- optim

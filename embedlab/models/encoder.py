@@ -27,6 +27,7 @@ from embedlab.models.fingerprint import hash_weights, tokenizer_digest
 from embedlab.models.pooling import POOLING_MODES, drop_prompt, pool
 from embedlab.models.projection import StackedProjection
 from embedlab.models.prompts import DEFAULT_TASK, FewShot, query_prompts
+from embedlab.models.truncate import truncate_layers
 from embedlab.precision import ENCODER_PRECISIONS
 from embedlab.precision import resolve as resolve_precision
 
@@ -393,17 +394,3 @@ class Encoder(nn.Module):
             "lora": lora.has_lora(self.backbone),
             "backend": runtime.backend_name(self),
         }
-
-
-def truncate_layers(backbone: nn.Module, keep: int) -> None:
-    """Keep the first `keep` transformer blocks: the layer stack is the ModuleList as long as the config says."""
-    total = backbone.config.num_hidden_layers
-    if not 1 <= keep <= total:
-        raise ConfigError(f"num_layers={keep} is outside 1..{total} (the model's layers)")
-    stacks = [m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == total]
-    if not stacks:
-        raise ConfigError(f"cannot find the layer stack of {type(backbone).__name__} to truncate")
-    parent = next(p for p in backbone.modules() for c in p.children() if c is stacks[0])
-    name = next(n for n, c in parent.named_children() if c is stacks[0])
-    setattr(parent, name, nn.ModuleList(list(stacks[0])[:keep]))
-    backbone.config.num_hidden_layers = keep
