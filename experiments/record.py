@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,12 +63,19 @@ def commit() -> str:
         return "unknown"
 
 
+def walk(source: Path) -> Iterator[Path]:
+    """Every file below `source`, through symlinked folders too (a record of linked runs), never into SKIP_DIRS."""
+    for folder, dirs, files in os.walk(source, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        yield from (Path(folder) / f for f in files)
+
+
 def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
     """Copy the kept files of `source` into `target`; returns the files written (relative to `target`)."""
     if not source.is_dir():
         raise SystemExit(f"{source}: not a folder")
     written = []
-    for path in sorted(p for p in source.rglob("*") if p.is_file() and kept(p, source)):
+    for path in sorted(p for p in walk(source) if kept(p, source)):
         rel = path.relative_to(source)
         text = path.read_text(encoding="utf-8")
         if rel.parent.name == "per_query":

@@ -1,5 +1,5 @@
 """The analysis notebooks executed end to end (nbclient, the venv's kernel) against a sweep and a LEAF run that the
-tests produce, and stored without outputs."""
+tests produce, or the experiments' records committed in experiments/records, and stored without outputs."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
     return "\n".join(map(str, text)), images
 
 
-@pytest.mark.parametrize("name", ["analysis.ipynb", "leaf_alignment.ipynb", "train_from_python.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["analysis.ipynb", "leaf_alignment.ipynb", "train_from_python.ipynb", "experiments.ipynb"]
+)
 def test_notebooks_are_stored_without_outputs(name: str) -> None:
     raw = json.loads((NOTEBOOKS / name).read_text())
     code = [c for c in raw["cells"] if c["cell_type"] == "code"]
@@ -135,3 +137,15 @@ def test_train_from_python_notebook(tmp_path: Path, real_data: Path) -> None:
     assert f"'student (before)': {{'scifact': {round(before['scifact']['ndcg_at_10'], 4)}}}" in text
     assert f"'student': {{'scifact': {round(metrics['scifact']['ndcg_at_10'], 4)}}}" in text
     assert "steps: 2 | precision: EMBEDLAB_AUTO_PRECISION=fp32 -> fp32" in text
+
+
+@pytest.mark.slow  # a Jupyter kernel; paired tests with 10,000 sign patterns over the recorded runs
+def test_experiments_notebook_draws_the_recorded_results() -> None:
+    """The notebook recomputes, from the committed records, every number the LEAF run's own report wrote."""
+    saved = json.loads((REPO / "experiments" / "records" / "leaf_teacher" / "leaf_teacher.json").read_text())
+    text, images = outputs(execute("experiments.ipynb", {}))
+    assert "the same numbers as the run's leaf_teacher.json: True" in text
+    for row in saved["headline"]["systems"]:
+        assert f"| {row['system']} | {row['seeds']} | {row['ndcg_at_10']:.4f} |" in text
+    assert len([r for r in saved["curve"] if f"| leaf/{r['run']} (seed {r['seed']}) |" in text]) == len(saved["curve"])
+    assert images == 2  # the systems' bars, the curve
