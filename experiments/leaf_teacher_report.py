@@ -19,11 +19,15 @@ from embedlab.training.prepare import read_examples
 
 
 def pool_texts(out: Path) -> dict[str, int]:
-    """LEAF run -> the texts its data config reads (held-out ones included)."""
-    counts = {}
+    """LEAF run -> the texts its data config reads (held-out ones included); runs that differ only in seed share a
+    data config, read once."""
+    counts, by_config = {}, {}
     for run in (out / "pipeline" / "leaf").iterdir():
         data = OmegaConf.load(run / "config.yaml").data
-        counts[run.name] = sum(map(len, read_examples(data, data.root).values()))
+        key = OmegaConf.to_yaml(data)
+        if key not in by_config:
+            by_config[key] = sum(map(len, read_examples(data, data.root).values()))
+        counts[run.name] = by_config[key]
     return counts
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from embedlab.errors import DataFormatError
 from embedlab.io import write_json_atomic, write_text_atomic
+from embedlab.manifest import git_state
 
 KEEP_NAMES = {"metrics.json", "results.json", "manifest.json", "config.yaml", "heldout_cosine.jsonl", "metrics.csv"}
 KEEP_SUFFIXES = {".md"}  # reports written next to the runs (e.g. leaf_teacher.md)
@@ -43,24 +44,22 @@ def kept(path: Path, root: Path) -> bool:
     return path.name in KEEP_NAMES or path.suffix in KEEP_SUFFIXES
 
 
-def cut_per_query(text: str, metrics: list[str]) -> str | None:
-    """Each row reduced to its query id and the chosen metrics; None when no row has any of them."""
+def cut_per_query(path: Path, text: str, metrics: list[str]) -> str | None:
+    """Each row of `path` reduced to its query id and the chosen metrics; None when no row has any of them."""
     rows = []
-    for line in text.splitlines():
-        if line.strip():
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
-            chosen = {k: row[k] for k in metrics if k in row}
-            if chosen:
-                rows.append(json.dumps({"query_id": row["query_id"], **chosen}))
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, line_no, None, f"not valid JSON ({e.msg})") from None
+        chosen = {k: row[k] for k in metrics if k in row}
+        if chosen:
+            if "query_id" not in row:
+                raise DataFormatError(path, line_no, "query_id", "missing")
+            rows.append(json.dumps({"query_id": row["query_id"], **chosen}))
     return "\n".join(rows) + "\n" if rows else None
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def walk(source: Path) -> Iterator[Path]:
@@ -79,7 +78,7 @@ def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
         rel = path.relative_to(source)
         text = path.read_text(encoding="utf-8")
         if rel.parent.name == "per_query":
-            text = cut_per_query(text, metrics)
+            text = cut_per_query(path, text, metrics)
             if text is None:
                 continue
         write_text_atomic(target / rel, text)
@@ -89,7 +88,7 @@ def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
         {
             "source": str(source),
             "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "recorded_by_commit": commit(),
+            "recorded_by": git_state(),  # the commit of record.py's checkout, and whether it was dirty
             "per_query_metrics": metrics,
             "files": len(written),
         },
@@ -103,7 +102,10 @@ def main() -> None:
     parser.add_argument("target", type=Path, help="where the record goes, e.g. experiments/records/<name>")
     parser.add_argument("--metric", action="append", help="per-query columns kept (default ndcg_at_10, recall_at_100)")
     args = parser.parse_args()
-    written = record(args.source, args.target, args.metric or ["ndcg_at_10", "recall_at_100"])
+    try:
+        written = record(args.source, args.target, args.metric or ["ndcg_at_10", "recall_at_100"])
+    except DataFormatError as e:
+        raise SystemExit(f"error: {e}") from None
     size = sum((args.target / p).stat().st_size for p in written)
     print(f"recorded {len(written)} files ({size / 1e6:.2f} MB) from {args.source} in {args.target}")
 

@@ -106,4 +106,14 @@ def test_a_record_keeps_what_the_report_reads_and_nothing_heavy(pipeline_out: Pa
     assert not list(record.rglob("model")) and not list(record.rglob("stsb.jsonl"))
     row = json.loads((record / "baselines" / "shipped" / "per_query" / "scifact.jsonl").read_text().splitlines()[0])
     assert row == {"query_id": "0", "ndcg_at_10": 0.6}  # map_at_1 cut
-    assert json.loads((record / "RECORD.json").read_text())["source"] == str(pipeline_out)
+    info = json.loads((record / "RECORD.json").read_text())
+    assert info["source"] == str(pipeline_out) and set(info["recorded_by"]) == {"commit", "dirty"}
+
+
+def test_a_bad_per_query_line_is_one_clear_error(pipeline_out: Path, tmp_path: Path) -> None:
+    bad = pipeline_out / "baselines" / "shipped" / "per_query" / "scifact.jsonl"
+    bad.write_text(bad.read_text() + '{"query_id": "6", "ndcg_at_10": \n')
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "record.py"), str(pipeline_out),
+                           str(tmp_path / "record")], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{bad}, line 7: not valid JSON" in done.stderr
