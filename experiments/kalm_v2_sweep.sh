@@ -18,9 +18,11 @@
 # 18 test) ≈ 8 h on one core, ≈ 4.5-5 h on 2 idle cores if the second thread gives ~1.7x. Subsets: the dev phase
 # always runs (6 runs, ≈ 1.2 h on 2 cores); SEEDS="0" ≈ 2.3 h in all; ARMS="infonce mix_query_capped" for two arms.
 # The first run also encodes the corpus with the untrained student once (≈ 210 CPU-s, cached for the others).
-# Runs whose folder holds metrics.json are skipped, so rerunning resumes.
+# Runs whose folder holds metrics.json are skipped, so rerunning resumes. Two copies started side by side (one per
+# core, e.g. `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1) share the runs (experiments/claim.sh).
 #   bash experiments/kalm_v2_sweep.sh [output dir]
 set -euo pipefail
+source "$(dirname "$0")/claim.sh"
 OUT=${1:-outputs/kalm_v2_sweep}
 BIN=${BIN:-.venv/bin}
 DATA="$OUT/data"
@@ -29,10 +31,12 @@ DATA="$OUT/data"
 run() {  # run <dir> <overrides...>: one training run, skipped when finished
     local dir=$1
     shift
-    [[ -f $dir/metrics.json ]] && return 0
+    claim "$dir" "$dir/metrics.json" || return 0  # finished, or the other copy is running it
     "$BIN/embedlab-train" experiment=kalm_v2_sweep data.root="$DATA" "$@" hydra.run.dir="$dir"
+    release
 }
-dev_score() {  # dev_score <run dir>: SciFact dev nDCG@10 of a finished run
+dev_score() {  # dev_score <run dir>: SciFact dev nDCG@10 of a finished run (waits for the other copy's)
+    settled "$1"
     "$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["scifact"]["ndcg_at_10"])' "$1/metrics.json"
 }
 best() {  # best <dir prefix> <values...>: the value whose dev run <prefix><value> scores highest (first on ties)
@@ -80,5 +84,6 @@ for seed in ${SEEDS:-0 1 2}; do
         run "$OUT/test/$arm/$seed" "${args[@]}" optim.lr="$LR" seed="$seed"
     done
 done
+for lock in "$OUT"/test/*/*.lock; do settled "${lock%.lock}"; done  # the other copy's last runs
 "$BIN/embedlab-report" "$OUT/test" --task scifact --metric ndcg_at_10 --metric recall_at_100 --baseline loss=infonce \
     --out "$OUT/report"
