@@ -13,27 +13,32 @@
 # once: the GGUF conversion (~3 min) and mpnet's soft labels at 256 tokens (~10 min; shared with lg_anna_lists.sh
 # through the embedding cache, the lists being the same MiniLM adaptive mining).
 #   make decoders && bash experiments/lg_anna_decoder.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
-# Arms already finished (a .done file) are skipped on a rerun.
+# Runs already finished (metrics.json) are skipped on a rerun; the runs go seed by seed. Two copies started side by
+# side (one per core, e.g. `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1) share them (experiments/claim.sh).
 set -euo pipefail
+source "$(dirname "$0")/claim.sh"
 OUT=${1:-outputs/lg_anna_decoder}
 SEEDS=${2:-0,1,2}
 EXTRA=("${@:3}")
 BIN=${BIN:-.venv/bin}
 DATA="$OUT/data"
 "$BIN/python" experiments/scifact_data.py "$DATA" --dev 200
-n=0
-for attention in causal bidirectional; do
-    for pooling in last_token mean; do
-        n=$((n + 1))
-        dir="$OUT/${n}_${attention}_${pooling}"
-        [ -f "$dir/.done" ] && continue
-        bidir=$([ "$attention" = bidirectional ] && echo true || echo false)
-        eos=$([ "$pooling" = last_token ] && echo true || echo false)  # last-token pooling reads an appended EOS
-        nice -n 10 "$BIN/embedlab-train" -m experiment=lg_anna_decoder data.root="$DATA" seed="$SEEDS" \
-            model.bidirectional="$bidir" model.pooling="$pooling" model.append_eos="$eos" "${EXTRA[@]}" \
-            hydra.sweep.dir="$dir"
-        touch "$dir/.done"
+for seed in ${SEEDS//,/ }; do
+    n=0
+    for attention in causal bidirectional; do
+        for pooling in last_token mean; do
+            n=$((n + 1))
+            dir="$OUT/${n}_${attention}_${pooling}/$seed"
+            claim "$dir" "$dir/metrics.json" || continue  # finished, or the other copy is on it
+            bidir=$([ "$attention" = bidirectional ] && echo true || echo false)
+            eos=$([ "$pooling" = last_token ] && echo true || echo false)  # last-token pooling reads an appended EOS
+            nice -n 10 "$BIN/embedlab-train" experiment=lg_anna_decoder data.root="$DATA" seed="$seed" \
+                model.bidirectional="$bidir" model.pooling="$pooling" model.append_eos="$eos" "${EXTRA[@]}" \
+                hydra.run.dir="$dir"
+            release
+        done
     done
 done
+for lock in "$OUT"/*/*.lock; do settled "${lock%.lock}"; done  # the other copy's last runs
 # Baseline: the first configuration by path (arm 1, causal + last-token).
 "$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10

@@ -15,8 +15,11 @@
 # full SciFact test pass), mpnet soft labels at 256 tokens ~10 min per list set (adaptive, relative; cached after),
 # the reranker ~6 min. TEMPS=1 (no dev choice) saves ~25 min, RERANKER=0 ~45 min.
 #   bash experiments/lg_anna_lists.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
-# Arms already finished (a .done file) are skipped on a rerun.
+# Runs already finished (metrics.json) are skipped on a rerun; the test runs go seed by seed, so a cut-short sweep
+# still leaves comparable arms. Two copies started side by side (one per core, e.g. `taskset -c 0` / `taskset -c 1`
+# with OMP_NUM_THREADS=1) share the runs and the reranker (experiments/claim.sh).
 set -euo pipefail
+source "$(dirname "$0")/claim.sh"
 OUT=${1:-outputs/lg_anna_lists}
 SEEDS=${2:-0,1,2}
 EXTRA=("${@:3}")
@@ -27,26 +30,30 @@ RERANKER=${RERANKER:-1}  # 1 = train the reranker and run arm 5
 DATA="$OUT/data"
 "$BIN/python" experiments/scifact_data.py "$DATA" --dev 200
 COMMON=(experiment=lg_anna_lists data.root="$DATA" data.num_negatives="$K" "${EXTRA[@]}")
-arm() {  # arm <dir> <overrides...>: a multirun over seeds, once
+run() {  # run <dir> <overrides...>: one training run, skipped when finished or the other copy is on it
     local dir="$OUT/$1"; shift
-    [ -f "$dir/.done" ] && return 0
-    nice -n 10 "$BIN/embedlab-train" -m "${COMMON[@]}" "$@" hydra.sweep.dir="$dir"
-    touch "$dir/.done"
+    claim "$dir" "$dir/metrics.json" || return 0
+    nice -n 10 "$BIN/embedlab-train" "${COMMON[@]}" "$@" hydra.run.dir="$dir"
+    release
 }
 
 # The reranker, from fit claims only: mine as the student's runs do, score with mpnet, distil.
 RR="$OUT/reranker"
-if [ "$RERANKER" = 1 ] && [ ! -f "$RR/train/reranker/config.json" ]; then
+if [ "$RERANKER" = 1 ] && claim "$RR" "$RR/train/reranker/config.json"; then
     nice -n 10 "$BIN/embedlab-mine" model=minilm mining=adaptive data.root="$DATA" data.split=fit \
         hydra.run.dir="$RR/mine"
     nice -n 10 "$BIN/embedlab-score" input="$RR/mine/negatives.jsonl" data.root="$DATA" num_negatives="$K" \
         teacher_scores=mpnet hydra.run.dir="$RR/score"
     nice -n 10 "$BIN/embedlab-train-reranker" input="$RR/score/scored.jsonl" base=minilm max_length=256 \
         hydra.run.dir="$RR/train"
+    release
 fi
 
 # The KL teacher temperature, chosen on dev (seed 0, mpnet soft labels, adaptive margin).
-arm dev seed=0 loss.kl_distill.teacher_temperature="$TEMPS" eval.split=dev
+for tt in ${TEMPS//,/ }; do
+    run "dev/tt_$tt" seed=0 loss.kl_distill.teacher_temperature="$tt" eval.split=dev
+done
+for tt in ${TEMPS//,/ }; do settled "$OUT/dev/tt_$tt"; done  # the other copy's dev runs
 TT=$("$BIN/python" - "$OUT/dev" <<'PY'
 import json, sys
 from pathlib import Path
@@ -64,13 +71,17 @@ PY
 echo "teacher_temperature chosen on dev: $TT"
 KL=(loss.kl_distill.teacher_temperature="$TT")
 
-arm test/1_infonce_adaptive seed="$SEEDS" teacher_scores=none loss=infonce
-arm test/2_infonce_relative seed="$SEEDS" teacher_scores=none loss=infonce mining=relative
-arm test/3_kl_mpnet_adaptive seed="$SEEDS" "${KL[@]}"
-arm test/4_kl_mpnet_relative seed="$SEEDS" "${KL[@]}" mining=relative
-if [ "$RERANKER" = 1 ]; then
-    arm test/5_kl_reranker_adaptive seed="$SEEDS" "${KL[@]}" teacher_scores=reranker \
-        teacher_scores.teachers.0.model="$RR/train/reranker" teacher_scores.teachers.0.max_length=256
-fi
+for seed in ${SEEDS//,/ }; do
+    run "test/1_infonce_adaptive/$seed" seed="$seed" teacher_scores=none loss=infonce
+    run "test/2_infonce_relative/$seed" seed="$seed" teacher_scores=none loss=infonce mining=relative
+    run "test/3_kl_mpnet_adaptive/$seed" seed="$seed" "${KL[@]}"
+    run "test/4_kl_mpnet_relative/$seed" seed="$seed" "${KL[@]}" mining=relative
+    if [ "$RERANKER" = 1 ]; then
+        settled "$RR"  # trained by the other copy, maybe
+        run "test/5_kl_reranker_adaptive/$seed" seed="$seed" "${KL[@]}" teacher_scores=reranker \
+            teacher_scores.teachers.0.model="$RR/train/reranker" teacher_scores.teachers.0.max_length=256
+    fi
+done
+for lock in "$OUT"/test/*/*.lock; do settled "${lock%.lock}"; done  # the other copy's last runs
 # Baseline: the first configuration by path (arm 1).
 "$BIN/embedlab-report" "$OUT/test" --task scifact --metric ndcg_at_10 --metric recall_at_100
