@@ -66,8 +66,8 @@ value() { local v=${args##* $1=}; echo "${v%% *}"; }
 case $(basename "$0") in
     embedlab-train)
         dir=$(value hydra.run.dir) tt=$(value loss.kl_distill.teacher_temperature)
-        [[ $args == *" teacher_scores=reranker "* ]] && [ ! -f "$(value teacher_scores.teachers.0.model)/config.json" ] &&
-            { echo "no reranker" >&2; exit 3; }
+        reranker=$(value teacher_scores.teachers.0.model)
+        [[ $args == *" teacher_scores=reranker "* ]] && [ ! -f "$reranker/config.json" ] && exit 3  # no reranker
         [[ $args == *" loss.kl_distill.teacher_temperature="* ]] || tt=none
         echo "train $dir $tt" >> "$LOG"; mkdir -p "$dir"
         [[ $args == *" eval.split=dev "* ]] && sleep "$DEV_SECONDS" || sleep 0.2
@@ -75,7 +75,8 @@ case $(basename "$0") in
         score=$([ "$tt" = 2 ] && echo 0.7 || echo 0.5)
         echo "{\\"scifact\\": {\\"ndcg_at_10\\": $score}}" > "$dir/metrics.json" ;;
     embedlab-train-reranker)
-        sleep "$RERANKER_SECONDS"; mkdir -p "$(value hydra.run.dir)/reranker"; touch "$(value hydra.run.dir)/reranker/config.json"
+        sleep "$RERANKER_SECONDS"; mkdir -p "$(value hydra.run.dir)/reranker"
+        touch "$(value hydra.run.dir)/reranker/config.json"
         echo reranker >> "$LOG" ;;
     embedlab-report) echo report >> "$LOG" ;;
 esac
@@ -90,14 +91,22 @@ def test_lg_anna_lists_two_copies_run_everything_once_and_choose_on_all_of_dev(
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fakes = dict.fromkeys(["embedlab-train", "embedlab-mine", "embedlab-score", "embedlab-train-reranker",
-                           "embedlab-report"], FAKE)
+    fakes = dict.fromkeys(
+        ["embedlab-train", "embedlab-mine", "embedlab-score", "embedlab-train-reranker", "embedlab-report"], FAKE
+    )
     for name, text in {**fakes, "python": f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'}.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     log, out = tmp_path / "log", tmp_path / "out"
-    env = {**os.environ, "BIN": str(bin_dir), "LOG": str(log), "EMBEDLAB_DATA": str(real_data), "TEMPS": "0.5,1,2",
-           "RERANKER_SECONDS": str(reranker_seconds), "DEV_SECONDS": str(dev_seconds)}
+    env = {
+        **os.environ,
+        "BIN": str(bin_dir),
+        "LOG": str(log),
+        "EMBEDLAB_DATA": str(real_data),
+        "TEMPS": "0.5,1,2",
+        "RERANKER_SECONDS": str(reranker_seconds),
+        "DEV_SECONDS": str(dev_seconds),
+    }
     data = [str(bin_dir / "python"), str(CLAIM.parent / "scifact_data.py"), str(out / "data"), "--dev", "200"]
     subprocess.run(data, env=env, check=True, capture_output=True)  # once, before the copies (they rewrite it)
     script = ["bash", str(CLAIM.parent / "lg_anna_lists.sh"), str(out), "0,1"]
@@ -106,8 +115,13 @@ def test_lg_anna_lists_two_copies_run_everything_once_and_choose_on_all_of_dev(
 
     lines = log.read_text().splitlines()
     trained = [line.split()[1:] for line in lines if line.startswith("train")]
-    arms = ["1_infonce_adaptive", "2_infonce_relative", "3_kl_mpnet_adaptive", "4_kl_mpnet_relative",
-            "5_kl_reranker_adaptive"]
+    arms = [
+        "1_infonce_adaptive",
+        "2_infonce_relative",
+        "3_kl_mpnet_adaptive",
+        "4_kl_mpnet_relative",
+        "5_kl_reranker_adaptive",
+    ]
     assert sorted(d.removeprefix(f"{out}/") for d, _ in trained) == sorted(
         [f"dev/tt_{t}" for t in ("0.5", "1", "2")] + [f"test/{arm}/{seed}" for arm in arms for seed in (0, 1)]
     )  # every run once, by one copy or the other
