@@ -86,4 +86,4 @@ for seed in ${SEEDS:-0 1 2}; do
 done
 for lock in "$OUT"/test/*/*.lock; do settled "${lock%.lock}"; done  # the other copy's last runs
 "$BIN/embedlab-report" "$OUT/test" --task scifact --metric ndcg_at_10 --metric recall_at_100 --baseline loss=infonce \
-    --out "$OUT/report"
+    --log-metric positive_rank --log-metric synthetic_rank --log-metric synthetic_outranks_pos --out "$OUT/report"

@@ -2,6 +2,7 @@
 queries against a baseline configuration; writes the table (Markdown, CSV) and PNG figures.
 
 embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10 [--wandb]
+    [--log-metric positive_rank --log-metric synthetic_rank]  (training-log table: first → last step, mean)
 
 The job itself is `embedlab.jobs.report.run`.
 """
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     parser.add_argument("--out", type=Path, help="where the table and figures go (default: <first path>/report)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument(
+        "--log-metric", action="append", help="a value the loss logs per step (positive_rank); repeat for several"
+    )
     add_wandb_arguments(parser)
     args = parser.parse_args(argv)
     try:

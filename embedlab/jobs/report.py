@@ -10,7 +10,8 @@ from pathlib import Path
 from embedlab.io import write_text_atomic
 from embedlab.report.compare import compare, describe, to_csv, to_markdown
 from embedlab.report.figures import report_figures
-from embedlab.report.runs import find_runs
+from embedlab.report.runs import find_runs, group_runs
+from embedlab.report.training_logs import log_summary, summary_csv, summary_markdown
 from embedlab.report.wandb_log import from_arguments as log_to_wandb
 
 
@@ -23,12 +24,18 @@ class Report:
 
 def run(args: Namespace) -> Report:
     """`args`: embedlab-report's arguments (paths, task, metric, baseline, test, resamples, seed, out, no_plots,
-    and the W&B ones)."""
+    log_metric, and the W&B ones)."""
     out = args.out or Path(args.paths[0]) / "report"
     runs = find_runs(args.paths)
     c = compare(runs, args.task, args.metric or ["ndcg_at_10"], args.baseline, args.test, args.resamples, args.seed)
     markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
     tables = [out / f"{c.task}_comparison.md", out / f"{c.task}_comparison.csv"]
+    names = args.log_metric
+    if names:  # the training logs' evidence, one row per configuration as in the table above
+        rows = log_summary(group_runs(runs), names)
+        markdown += f"\nTraining logs (each run's CSV log, averaged over seeds):\n\n{summary_markdown(rows, names)}\n"
+        tables.append(out / "training_logs.csv")
+        write_text_atomic(tables[-1], summary_csv(rows, names))
     write_text_atomic(tables[0], markdown)
     write_text_atomic(tables[1], to_csv(c))
     figures = [] if args.no_plots else report_figures(runs, c, out)

@@ -1,0 +1,92 @@
+"""What the runs' training logs say, per configuration: the per-step values a loss logs (InfoNCE's `positive_rank`,
+`synthetic_rank`, `synthetic_outranks_pos`, ...), read from Lightning's CSV logs and summarised over seeds as the
+first step, the last step and the mean over steps -- the evidence beside a retrieval table of *why* an arm moved."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from embedlab.errors import DataFormatError
+from embedlab.report.runs import Run
+
+__all__ = ["log_summary", "read_log", "summary_csv", "summary_markdown"]
+
+
+def read_log(run: Path) -> dict[str, list[float]]:
+    """Column -> its values in step order, from `<run>/logs/**/metrics.csv` (Lightning's CSVLogger; a resumed run's
+    later versions override the steps they repeat). Rows where a column is empty do not count for it."""
+    by_step: dict[str, dict[int, float]] = {}
+    for path in sorted((run / "logs").rglob("metrics.csv"), key=_version):
+        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+        for line, row in enumerate(rows, start=2):  # line 1 is the header
+            for column, text in row.items():
+                if column in ("step", "epoch") or not text:
+                    continue
+                try:
+                    step, value = int(row["step"]), float(text)
+                except (TypeError, ValueError):
+                    raise DataFormatError(path, line, column, f"not a number: {text!r}") from None
+                by_step.setdefault(column, {})[step] = value
+    return {column: [steps[s] for s in sorted(steps)] for column, steps in by_step.items()}
+
+
+def _version(path: Path) -> tuple[int, str]:
+    """`version_10` after `version_9`."""
+    number = path.parent.name.removeprefix("version_")
+    return (int(number) if number.isdigit() else -1, str(path))
+
+
+def _column(log: Mapping[str, list[float]], name: str) -> list[float] | None:
+    """The training-step column logged as `train/.../<name>` (whichever loss logged it), or None."""
+    found = sorted(c for c in log if c.startswith("train/") and c.rsplit("/", 1)[-1] == name)
+    return log[found[0]] if found else None
+
+
+def log_summary(groups: Mapping[str, Sequence[Run]], names: Sequence[str]) -> list[dict]:
+    """One row per configuration: for each logged name, `<name>_first`, `<name>_last` and `<name>_mean` (over steps),
+    each averaged over the configuration's runs that logged it (NaN steps skipped); `<name>_runs`: how many did."""
+    rows = []
+    for configuration, runs in groups.items():
+        logs = [read_log(r.path) for r in runs]
+        row: dict = {"configuration": configuration, "seeds": [r.seed for r in runs]}
+        for name in names:
+            columns = [_column(log, name) or [] for log in logs]
+            series = [s for s in ([v for v in c if not math.isnan(v)] for c in columns) if s]
+            row[f"{name}_runs"] = len(series)
+            if series:
+                row[f"{name}_first"] = statistics.fmean(s[0] for s in series)
+                row[f"{name}_last"] = statistics.fmean(s[-1] for s in series)
+                row[f"{name}_mean"] = statistics.fmean(statistics.fmean(s) for s in series)
+        rows.append(row)
+    return rows
+
+
+def summary_markdown(rows: Sequence[dict], names: Sequence[str]) -> str:
+    """Columns `<name>: first → last (mean)`; "—" where no run of the configuration logged it."""
+    headers = ["configuration", "seeds", *(f"{n}: first → last step (mean over steps)" for n in names)]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * len(names)]
+    for row in rows:
+        cells = [row["configuration"], ", ".join(map(str, row["seeds"]))]
+        for n in names:
+            cells.append(
+                f"{row[f'{n}_first']:.3f} → {row[f'{n}_last']:.3f} ({row[f'{n}_mean']:.3f})"
+                if row[f"{n}_runs"]
+                else "—"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_csv(rows: Sequence[dict], names: Sequence[str]) -> str:
+    columns = ["configuration", "seeds"] + [f"{n}_{k}" for n in names for k in ("runs", "first", "last", "mean")]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "seeds": " ".join(map(str, row["seeds"]))})
+    return buf.getvalue()
