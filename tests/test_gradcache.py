@@ -207,7 +207,32 @@ def test_autocast_is_restored_for_the_replayed_pass(tok) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = module.training_step(batch, 0)
     module.backward(loss)
-    assert seen == [True] * 8  # 2 query + 2 document chunks, then the same 4 replayed under autocast
+    assert seen == [True] * 7  # 2 query + 2 document chunks, then 3 replayed under autocast (the last one is kept)
+
+
+def test_the_last_chunk_is_encoded_once_and_its_graph_freed_after_backward(tok) -> None:
+    """N chunks cost 2N - 1 encodings: every chunk without autograd but the step's last, kept with its graph; the
+    re-encoding pass starts from it, and once backward is done nothing holds it."""
+    import weakref
+
+    module = EmbeddingModule(tiny_encoder(tok), build_loss({"infonce": {}}), chunk_size=2)
+    calls, kept = [], []
+    forward = module.student.forward
+
+    def counted(**kw):
+        out = forward(**kw)
+        calls.append(torch.is_grad_enabled())
+        kept.append(weakref.ref(out))
+        return out
+
+    module.student.forward = counted
+    batch = batch_of(tok, pairs(6))  # 3 query chunks + 3 document chunks
+    loss = module.training_step(batch, 0)
+    assert calls == [False] * 5 + [True]  # the sixth (last document chunk) with autograd
+    assert kept[-1]() is not None  # alive while the step waits for backward
+    module.backward(loss)
+    assert calls[6:] == [True] * 5  # only the other five are encoded again
+    assert kept[5]() is None  # the kept chunk's output (and so its graph) is gone
 
 
 def test_gradcache_trains_like_the_plain_step_in_a_trainer(tok) -> None:

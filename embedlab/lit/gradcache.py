@@ -10,6 +10,10 @@ an embedding model depends on the encoder only through the embeddings, so the st
    chunk with autograd, replaying the chunk's random state (same dropout masks) and autocast setting, and push the
    cached embedding gradient through it. Only one chunk's activations are alive at a time.
 
+The step's last chunk is the exception: `embed` encodes it with autograd and keeps its graph, and `backward` starts
+from it, so a step encodes N chunks 2N - 1 times instead of 2N. Peak memory stays one chunk's graph: nothing but the
+loss (on embeddings) runs while it waits, and it is freed before any other chunk is re-encoded.
+
 Parameter gradients of all chunks are summed first and handed to autograd in one final pass, so each parameter's
 gradient hook fires once per step — what DistributedDataParallel's reducer expects (calling `backward` per chunk
 would all-reduce after the first chunk and fail on the second).
@@ -97,7 +101,8 @@ class GradCache:
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"step.chunk_tokens must be a positive number of tokens, got {max_tokens}")
         self.chunk_size, self.max_tokens = chunk_size, max_tokens
-        self._chunks: list[_Chunk] = []
+        self._chunks: list[_Chunk] = []  # to re-encode in `backward`
+        self._kept: tuple[_Chunk, torch.Tensor] | None = None  # the last chunk and its embeddings, graph attached
         self._leaves: dict[str, torch.Tensor] = {}
         self._autocast: tuple[str, bool, torch.dtype] | None = None
         self._cuda_devices: list[int] = []
@@ -107,19 +112,29 @@ class GradCache:
         return bool(self._leaves)
 
     def embed(self, encode: Callable[..., torch.Tensor], groups: dict[str, Inputs]) -> dict[str, torch.Tensor]:
-        """Embeddings of every group, computed chunk-wise without autograd; returned as leaves requiring grad."""
-        self._chunks, self._leaves = [], {}
+        """Embeddings of every group, computed chunk-wise without autograd (but the last chunk); returned as leaves
+        requiring grad."""
+        self._chunks, self._kept, self._leaves = [], None, {}
         self._cuda_devices = cuda_devices = _cuda_devices(groups)
         device_type = next(iter(groups.values()))["input_ids"].device.type
         self._autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        plan = {
+            g: chunk_rows(inputs["attention_mask"], self.chunk_size, self.max_tokens) for g, inputs in groups.items()
+        }
+        last = (list(plan)[-1], len(plan[list(plan)[-1]]) - 1)
         for group, inputs in groups.items():
             outputs, taken = [], []
-            for rows in chunk_rows(inputs["attention_mask"], self.chunk_size, self.max_tokens):
+            for i, rows in enumerate(plan[group]):
                 chunk = take_rows(inputs, rows)
                 cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda_devices]
-                self._chunks.append(_Chunk(group, rows, chunk, torch.get_rng_state(), cuda_rng))
-                with torch.no_grad():
-                    outputs.append(encode(**chunk))
+                record = _Chunk(group, rows, chunk, torch.get_rng_state(), cuda_rng)
+                if (group, i) == last:
+                    self._kept = (record, encode(**chunk))
+                    outputs.append(self._kept[1].detach())
+                else:
+                    self._chunks.append(record)
+                    with torch.no_grad():
+                        outputs.append(encode(**chunk))
                 taken.append(rows)
             # Back to the batch's row order (the identity without a token budget).
             inverse = torch.argsort(torch.cat(taken)).to(outputs[0].device)
@@ -139,12 +154,21 @@ class GradCache:
         leaf_grads = dict(zip(self._leaves, grads[: len(leaves)], strict=True))
         total: list[torch.Tensor | None] = list(grads[len(leaves) :])
         device_type, enabled, dtype = self._autocast
-        for chunk in self._chunks:
+        todo: list[tuple[_Chunk, torch.Tensor | None]] = [(c, None) for c in self._chunks]
+        if self._kept is not None:
+            todo.insert(0, self._kept)
+            self._kept = None  # held by `todo` alone: its graph goes once the loop has moved past it
+        while todo:
+            chunk, out = todo.pop(0)
             grad = leaf_grads[chunk.group]
             if grad is None:  # the loss does not use this group
                 continue
-            with _replayed_rng(chunk, self._cuda_devices), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-                out = encode(**chunk.inputs)
+            if out is None:
+                with (
+                    _replayed_rng(chunk, self._cuda_devices),
+                    torch.autocast(device_type, dtype=dtype, enabled=enabled),
+                ):
+                    out = encode(**chunk.inputs)
             rows = chunk.rows.to(grad.device)
             part = torch.autograd.grad(out, trainable, grad[rows].to(out.dtype), allow_unused=True)
             total = [t if g is None else (g if t is None else t.add_(g)) for t, g in zip(total, part, strict=True)]
