@@ -12,7 +12,7 @@ from sweeps import make_run
 from embedlab.cli.report import main
 from embedlab.errors import DataFormatError
 from embedlab.report.runs import find_runs, group_runs
-from embedlab.report.training_logs import log_summary, read_log, summary_markdown
+from embedlab.report.training_logs import log_curves, log_summary, read_log, summary_markdown
 
 HEADER = "epoch,lr-AdamW/backbone,step,train/infonce,train/infonce/positive_rank,train/infonce/synthetic_rank\n"
 
@@ -60,12 +60,22 @@ def test_first_last_and_mean_by_hand(tmp_path: Path) -> None:
     assert "| loss=focal_infonce | 0, 1 | 6.000 → 4.000 (5.000) | — |" in table
 
 
+def test_curves_average_each_step_over_the_runs_that_logged_it(tmp_path: Path) -> None:
+    _runs(tmp_path)
+    groups = group_runs(find_runs([tmp_path]))
+    curves = log_curves(groups, "positive_rank")
+    assert curves["loss=infonce"] == ([0, 1, 2], [35.0, 20.0, 10.0])  # step 2: seed 0 only
+    assert curves["loss=focal_infonce"] == ([0, 1], [6.0, 4.0])
+    # synthetic_rank: seed 0 logged NaN at step 1, so that step is seed 1's alone; focal never logged it
+    assert log_curves(groups, "synthetic_rank") == {"loss=infonce": ([0, 1, 2], [1.5, 3.0, 4.0])}
+
+
 def test_a_resumed_run_s_later_version_overrides_the_steps_it_repeats(tmp_path: Path) -> None:
     run = tmp_path / "r"
     _log(run, "0,,0,2.0,30.0,\n0,,1,1.0,20.0,\n", version=0)
     _log(run, "0,,1,1.0,25.0,\n0,,2,1.0,5.0,\n", version=10)  # sorted by number: version_10 after version_0
     _log(run, "0,,2,1.0,7.0,\n", version=9)
-    assert read_log(run)["train/infonce/positive_rank"] == [30.0, 25.0, 5.0]
+    assert read_log(run)["train/infonce/positive_rank"] == {0: 30.0, 1: 25.0, 2: 5.0}
 
 
 def test_a_bad_cell_names_file_line_and_column(tmp_path: Path) -> None:
@@ -79,6 +89,19 @@ def test_cli_appends_the_table_and_writes_its_csv(tmp_path: Path, capsys) -> Non
     out = tmp_path / "report"
     argv = [str(tmp_path / "sweep"), "--no-plots", "--resamples", "100", "--out", str(out)]
     assert main([*argv, "--log-metric", "positive_rank"]) == 0
+    assert not (out / "log_positive_rank.png").exists()  # --no-plots
+    plots = [
+        str(tmp_path / "sweep"),
+        "--resamples",
+        "100",
+        "--log-metric",
+        "positive_rank",
+        "--out",
+        str(tmp_path / "plots"),
+    ]
+    assert main(plots) == 0
+    png = tmp_path / "plots" / "log_positive_rank.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "Training logs (each run's CSV log, averaged over seeds):" in printed
     assert "| loss=infonce | 0, 1 | 35.000 → 15.000 (25.000) |" in (out / "scifact_comparison.md").read_text()

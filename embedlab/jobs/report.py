@@ -11,7 +11,7 @@ from embedlab.io import write_text_atomic
 from embedlab.report.compare import compare, describe, to_csv, to_markdown
 from embedlab.report.figures import report_figures
 from embedlab.report.runs import find_runs, group_runs
-from embedlab.report.training_logs import log_summary, summary_csv, summary_markdown
+from embedlab.report.training_logs import log_figures, log_summary, summary_csv, summary_markdown
 from embedlab.report.wandb_log import from_arguments as log_to_wandb
 
 
@@ -39,4 +39,6 @@ def run(args: Namespace) -> Report:
     write_text_atomic(tables[0], markdown)
     write_text_atomic(tables[1], to_csv(c))
     figures = [] if args.no_plots else report_figures(runs, c, out)
+    if names and not args.no_plots:
+        figures += log_figures(group_runs(runs), names, out)
     return Report(markdown, tables + figures, log_to_wandb(args, c, figures, runs, out))

@@ -12,14 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from embedlab.errors import DataFormatError
+from embedlab.report.plots import line_png
 from embedlab.report.runs import Run
 
-__all__ = ["log_summary", "read_log", "summary_csv", "summary_markdown"]
+__all__ = ["log_curves", "log_figures", "log_summary", "read_log", "summary_csv", "summary_markdown"]
 
 
-def read_log(run: Path) -> dict[str, list[float]]:
-    """Column -> its values in step order, from `<run>/logs/**/metrics.csv` (Lightning's CSVLogger; a resumed run's
-    later versions override the steps they repeat). Rows where a column is empty do not count for it."""
+def read_log(run: Path) -> dict[str, dict[int, float]]:
+    """Column -> {step: value}, in step order, from `<run>/logs/**/metrics.csv` (Lightning's CSVLogger; a resumed
+    run's later versions override the steps they repeat). Rows where a column is empty do not count for it."""
     by_step: dict[str, dict[int, float]] = {}
     for path in sorted((run / "logs").rglob("metrics.csv"), key=_version):
         rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
@@ -32,7 +33,7 @@ def read_log(run: Path) -> dict[str, list[float]]:
                 except (TypeError, ValueError):
                     raise DataFormatError(path, line, column, f"not a number: {text!r}") from None
                 by_step.setdefault(column, {})[step] = value
-    return {column: [steps[s] for s in sorted(steps)] for column, steps in by_step.items()}
+    return {column: dict(sorted(steps.items())) for column, steps in by_step.items()}
 
 
 def _version(path: Path) -> tuple[int, str]:
@@ -41,10 +42,11 @@ def _version(path: Path) -> tuple[int, str]:
     return (int(number) if number.isdigit() else -1, str(path))
 
 
-def _column(log: Mapping[str, list[float]], name: str) -> list[float] | None:
-    """The training-step column logged as `train/.../<name>` (whichever loss logged it), or None."""
+def _column(log: Mapping[str, dict[int, float]], name: str) -> dict[int, float]:
+    """The training-step column logged as `train/.../<name>` (whichever loss logged it), NaN steps left out; empty
+    when the run did not log it."""
     found = sorted(c for c in log if c.startswith("train/") and c.rsplit("/", 1)[-1] == name)
-    return log[found[0]] if found else None
+    return {step: v for step, v in log[found[0]].items() if not math.isnan(v)} if found else {}
 
 
 def log_summary(groups: Mapping[str, Sequence[Run]], names: Sequence[str]) -> list[dict]:
@@ -55,8 +57,7 @@ def log_summary(groups: Mapping[str, Sequence[Run]], names: Sequence[str]) -> li
         logs = [read_log(r.path) for r in runs]
         row: dict = {"configuration": configuration, "seeds": [r.seed for r in runs]}
         for name in names:
-            columns = [_column(log, name) or [] for log in logs]
-            series = [s for s in ([v for v in c if not math.isnan(v)] for c in columns) if s]
+            series = [list(c.values()) for c in (_column(log, name) for log in logs) if c]
             row[f"{name}_runs"] = len(series)
             if series:
                 row[f"{name}_first"] = statistics.fmean(s[0] for s in series)
@@ -90,3 +91,29 @@ def summary_csv(rows: Sequence[dict], names: Sequence[str]) -> str:
     for row in rows:
         writer.writerow({**row, "seeds": " ".join(map(str, row["seeds"]))})
     return buf.getvalue()
+
+
+def log_curves(groups: Mapping[str, Sequence[Run]], name: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Per configuration that logged `name`: (steps, value at each step averaged over the runs that logged that
+    step)."""
+    curves = {}
+    for configuration, runs in groups.items():
+        by_step: dict[int, list[float]] = {}
+        for run in runs:
+            for step, value in _column(read_log(run.path), name).items():
+                by_step.setdefault(step, []).append(value)
+        if by_step:
+            steps = sorted(by_step)
+            curves[configuration] = (steps, [statistics.fmean(by_step[s]) for s in steps])
+    return curves
+
+
+def log_figures(groups: Mapping[str, Sequence[Run]], names: Sequence[str], out_dir: Path) -> list[Path]:
+    """One PNG per logged name: its curve over training steps, one line per configuration (mean over seeds)."""
+    written = []
+    for name in names:
+        curves = log_curves(groups, name)
+        if curves:
+            title = f"{name} per training step (mean over seeds)"
+            written.append(line_png(out_dir / f"log_{name}.png", curves, title=title, xlabel="step", ylabel=name))
+    return written
