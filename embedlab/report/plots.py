@@ -93,6 +93,8 @@ def line_png(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, (xs, ys) in series.items():
         ax.plot([str(v) for v in xs] if isinstance(xs[0], str) else xs, ys, marker="o", label=name)
+    if all(isinstance(v, int) for xs, _ in series.values() for v in xs):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps, dims: no ticks between whole numbers
     if logx:
         ax.set_xscale("log", base=2)
         ticks = sorted({v for xs, _ in series.values() for v in xs})
