@@ -68,7 +68,7 @@ for metrics in sorted(Path(sys.argv[1]).glob("*/metrics.json")):
 print(max(rows)[1])
 PY
 )
-echo "teacher_temperature chosen on dev: $TT"
+echo "teacher_temperature chosen on dev: $TT" | tee "$OUT/dev_choices.txt"
 KL=(loss.kl_distill.teacher_temperature="$TT")
 
 for seed in ${SEEDS//,/ }; do

@@ -3,7 +3,7 @@ notebooks/experiments.ipynb read, without models, rankings or caches.
 
 A run directory holds a few MB of results beside GBs of weights. This copies, keeping the layout under SOURCE:
   metrics.json, results.json, manifest.json (commit, command, hardware), config.yaml, .hydra/*.yaml,
-  heldout_cosine.jsonl, logs/**/metrics.csv (the training curves), *.md / *.json reports, and
+  heldout_cosine.jsonl, logs/**/metrics.csv (the training curves), *.md / *.json reports, dev_choices.txt, and
   per_query/<task>.jsonl cut to the query id and the --metric columns (ndcg_at_10 and recall_at_100 by default;
   a file without them, e.g. STS pair scores, is left out: its task's figure stays in metrics.json)
 and leaves out everything else (model/, *.trec rankings, checkpoints, arrays, logs of progress bars, data/).
@@ -25,7 +25,8 @@ from embedlab.errors import DataFormatError
 from embedlab.io import write_json_atomic, write_text_atomic
 from embedlab.manifest import git_state
 
-KEEP_NAMES = {"metrics.json", "results.json", "manifest.json", "config.yaml", "heldout_cosine.jsonl", "metrics.csv"}
+KEEP_NAMES = {"metrics.json", "results.json", "manifest.json", "config.yaml", "heldout_cosine.jsonl", "metrics.csv",
+              "dev_choices.txt"}  # fmt: skip  # dev_choices.txt: what a sweep script chose on dev
 KEEP_SUFFIXES = {".md"}  # reports written next to the runs (e.g. leaf_teacher.md)
 SKIP_DIRS = {"model", "data", "checkpoints", "cache", ".git"}
 

@@ -100,10 +100,14 @@ def test_missing_run_is_one_clear_error(pipeline_out: Path) -> None:
 
 def test_a_record_keeps_what_the_report_reads_and_nothing_heavy(pipeline_out: Path, tmp_path: Path) -> None:
     record = tmp_path / "record"
+    (pipeline_out / "dev_choices.txt").write_text("chosen on dev: lr 1e-4\n")
+    (pipeline_out / "pipeline" / "teacher" / "train.log").write_text("progress\n")
     subprocess.run([sys.executable, str(REPO / "experiments" / "record.py"), str(pipeline_out), str(record)],
                    check=True, capture_output=True, cwd=REPO)  # fmt: skip
     assert lp.headline(record, resamples=1000) == lp.headline(pipeline_out, resamples=1000)
     assert not list(record.rglob("model")) and not list(record.rglob("stsb.jsonl"))
+    assert (record / "dev_choices.txt").read_text() == "chosen on dev: lr 1e-4\n"
+    assert not list(record.rglob("train.log"))
     row = json.loads((record / "baselines" / "shipped" / "per_query" / "scifact.jsonl").read_text().splitlines()[0])
     assert row == {"query_id": "0", "ndcg_at_10": 0.6}  # map_at_1 cut
     info = json.loads((record / "RECORD.json").read_text())
