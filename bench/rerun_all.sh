@@ -6,6 +6,9 @@
 # The targets are for a 2-core AVX2-only CPU in fp32, so AVX2=1 (the default) caps torch at AVX2
 # (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2); AVX2=0 runs the CPU natively. Each script prints its own header
 # (commit, CPU model, torch capability, threads, versions); this adds the load average before and after.
+# CORE=N runs every benchmark on that one core with one thread (taskset, OMP_NUM_THREADS=1), so that the other core
+# can run an experiment meanwhile: ratios against the peer still compare like with like (both sides on the same
+# core, turns alternating), absolute figures are one core's. encode_ranks (two processes) needs both and is skipped.
 set -euo pipefail
 OUT=${1:-outputs/bench_rerun}
 shift || true
@@ -16,11 +19,12 @@ if [[ ${AVX2:-1} == 1 ]]; then
 fi
 export HF_HUB_OFFLINE=1 PYTHONPATH=.
 
-# name | minutes (2 quiet cores) | command -- the commands bench/README.md quotes as "to be re-run with"
+# name | minutes (2 quiet cores) | command -- the commands bench/README.md quotes as "to be re-run with". A command
+# starting with "1core" is single-threaded by design: one thread pinned to core ${CORE:-0}.
 BENCHES=(
     "precision|2|$PY bench/precision.py --repeats 3"
-    "optimizer_step|5|env OMP_NUM_THREADS=1 taskset -c 0 $PY bench/optimizer_step.py --repeats 5"
-    "token_budget|20|env OMP_NUM_THREADS=1 taskset -c 0 $PY bench/token_budget.py --steps 4 --warmup 1 --batch-size 64 --max-length 256 --chunk-tokens 2048 --repeats 3 --grouping random,length"
+    "optimizer_step|5|1core $PY bench/optimizer_step.py --repeats 5"
+    "token_budget|20|1core $PY bench/token_budget.py --steps 4 --warmup 1 --batch-size 64 --max-length 256 --chunk-tokens 2048 --repeats 3 --grouping random,length"
     "train_throughput|60|$PY bench/train_throughput.py --steps 15 --warmup 3 --batch-size 32 --max-length 128 --precision fp32 --repeats 3"
     "gradcache|20|$PY bench/train_throughput.py --losses gradcache --batch-size 64 --chunk-size 16 --max-length 128 --steps 6 --warmup 2 --repeats 3"
     "memory|25|$PY bench/memory.py --repeats 3 --out $OUT/memory"
@@ -30,6 +34,9 @@ BENCHES=(
     "frozen_pass_minilm|30|$PY bench/frozen_pass.py --models minilm"
     "compile_step|30|$PY bench/compile_step.py --steps 10 --repeats 3 --batch-size 32 --max-length 128 --precision fp32"
 )
+1core() {  # 1core <command...>: one thread on core ${CORE:-0}
+    env OMP_NUM_THREADS=1 taskset -c "${CORE:-0}" "$@"
+}
 
 wanted=" $* "
 for entry in "${BENCHES[@]}"; do
@@ -39,9 +46,13 @@ for entry in "${BENCHES[@]}"; do
         echo "$name: finished ($OUT/$name.txt)"
         continue
     fi
+    if [[ -n ${CORE:-} ]]; then
+        [[ $name == encode_ranks ]] && { echo "$name: skipped (CORE=$CORE: it needs two cores)"; continue; }
+        [[ $command == 1core* ]] || command="1core $command"
+    fi
     echo "$name: ~$minutes min: $command"
     {
-        echo "# $command"
+        echo "# $command${CORE:+  (1core: one thread on core $CORE, the other core running other work)}"
         echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
         $command
         echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
