@@ -7,7 +7,8 @@ A run directory holds a few MB of results beside GBs of weights. This copies, ke
   per_query/<task>.jsonl cut to the query id and the --metric columns (ndcg_at_10 and recall_at_100 by default;
   a file without them, e.g. STS pair scores, is left out: its task's figure stays in metrics.json)
 and leaves out everything else (model/, *.trec rankings, checkpoints, arrays, logs of progress bars, data/).
-RECORD.json says what was recorded from where, when and by which commit. Files are written atomically.
+RECORD.json says what was recorded from where, when and by which commit. The record is built beside the target and
+swapped in, so a re-record replaces the old one whole; runs still going (no metrics.json yet) are left out.
 
   python experiments/record.py /work/exp19/leaf_teacher experiments/records/leaf_teacher
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,16 +66,24 @@ def cut_per_query(path: Path, text: str, metrics: list[str]) -> str | None:
 
 
 def walk(source: Path) -> Iterator[Path]:
-    """Every file below `source`, through symlinked folders too (a record of linked runs), never into SKIP_DIRS."""
+    """Every file below `source`, through symlinked folders too (a record of linked runs), never into SKIP_DIRS nor
+    into an unfinished run (a Hydra run folder without metrics.json: a sweep recorded while it still runs)."""
     for folder, dirs, files in os.walk(source, followlinks=True):
+        if ".hydra" in dirs and "metrics.json" not in files:
+            dirs[:] = []
+            continue
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
         yield from (Path(folder) / f for f in files)
 
 
 def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
-    """Copy the kept files of `source` into `target`; returns the files written (relative to `target`)."""
+    """Copy the kept files of `source` into `target`, replacing an earlier record there as a whole (built beside it,
+    then swapped in); returns the files written (relative to `target`)."""
     if not source.is_dir():
         raise SystemExit(f"{source}: not a folder")
+    partial, old = target.with_name(f".{target.name}.partial"), target.with_name(f".{target.name}.old")
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
     written = []
     for path in sorted(p for p in walk(source) if kept(p, source)):
         rel = path.relative_to(source)
@@ -82,10 +92,10 @@ def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
             text = cut_per_query(path, text, metrics)
             if text is None:
                 continue
-        write_text_atomic(target / rel, text)
+        write_text_atomic(partial / rel, text)
         written.append(rel)
     write_json_atomic(
-        target / "RECORD.json",
+        partial / "RECORD.json",
         {
             "source": str(source),
             "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -94,6 +104,10 @@ def record(source: Path, target: Path, metrics: list[str]) -> list[Path]:
             "files": len(written),
         },
     )
+    if target.exists():
+        target.rename(old)
+    partial.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
     return written
 
 

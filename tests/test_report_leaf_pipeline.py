@@ -38,6 +38,8 @@ def leaf_run(run: Path, seed: int, student: float, asym: float, teacher: float =
     summary = {"steps": 320, "heldout_cosine_before": 0.5, "heldout_cosine": 0.9}
     (run / "manifest.json").write_text(json.dumps({"seed": seed, "summary": summary}))
     (run / "config.yaml").write_text("seed: 0\n")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
     (run / "model").mkdir()
     (run / "model" / "model.safetensors").write_bytes(b"weights")
 
@@ -112,6 +114,17 @@ def test_a_record_keeps_what_the_report_reads_and_nothing_heavy(pipeline_out: Pa
     assert row == {"query_id": "0", "ndcg_at_10": 0.6}  # map_at_1 cut
     info = json.loads((record / "RECORD.json").read_text())
     assert info["source"] == str(pipeline_out) and set(info["recorded_by"]) == {"commit", "dirty"}
+
+
+def test_a_rerecord_replaces_the_record_and_leaves_out_unfinished_runs(pipeline_out: Path, tmp_path: Path) -> None:
+    record, command = tmp_path / "record", [sys.executable, str(REPO / "experiments" / "record.py")]
+    subprocess.run([*command, str(pipeline_out), str(record)], check=True, capture_output=True, cwd=REPO)
+    leaf = record / "pipeline" / "leaf"
+    assert (leaf / "2" / "metrics.json").exists() and (leaf / "2" / ".hydra" / "overrides.yaml").exists()
+    (pipeline_out / "pipeline" / "leaf" / "2" / "metrics.json").unlink()  # as if seed 2 were still running
+    subprocess.run([*command, str(pipeline_out), str(record)], check=True, capture_output=True, cwd=REPO)
+    assert not (leaf / "2").exists() and (leaf / "1" / "config.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaf_teacher", "record"]  # no partial or old copy beside it
 
 
 def test_a_bad_per_query_line_is_one_clear_error(pipeline_out: Path, tmp_path: Path) -> None:
