@@ -139,6 +139,9 @@ def test_train_from_python_notebook(tmp_path: Path, real_data: Path) -> None:
     assert "steps: 2 | precision: EMBEDLAB_AUTO_PRECISION=fp32 -> fp32" in text
 
 
+RECORDS = REPO / "experiments" / "records"
+
+
 @pytest.mark.slow  # a Jupyter kernel; paired tests with 10,000 sign patterns over the recorded runs
 def test_experiments_notebook_draws_the_recorded_results() -> None:
     """The notebook recomputes, from the committed records, every number the LEAF run's own report wrote."""
@@ -148,4 +151,12 @@ def test_experiments_notebook_draws_the_recorded_results() -> None:
     for row in saved["headline"]["systems"]:
         assert f"| {row['system']} | {row['seeds']} | {row['ndcg_at_10']:.4f} |" in text
     assert len([r for r in saved["curve"] if f"| leaf/{r['run']} (seed {r['seed']}) |" in text]) == len(saved["curve"])
-    assert images == 2  # the systems' bars, the curve
+    # each recorded sweep: its comparison recomputed equals the sweep's own report; KaLM-V2's figures: two metrics'
+    # bars and three training-log curves
+    sweeps = {"kalm_v2_sweep": "report", "lg_anna_lists": "test/report", "lg_anna_decoder": "report"}
+    recorded = [n for n, rep in sweeps.items() if (RECORDS / n / rep / "scifact_comparison.md").exists()]
+    assert "kalm_v2_sweep" in recorded
+    assert [n for n in sweeps if f"{n}: the same table as the sweep's own report: True" in text] == recorded
+    assert [n for n in sweeps if f"{n}: not recorded yet" in text] == [n for n in sweeps if n not in recorded]
+    figures = {"kalm_v2_sweep": 5, "lg_anna_lists": 2, "lg_anna_decoder": 1}
+    assert images == 2 + sum(figures[n] for n in recorded)  # + the LEAF systems' bars and curve
