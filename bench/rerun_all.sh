@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every bench/README.md table re-run under the like-for-like rules, one after another, on a machine left quiet
 # (nothing else running: the times are wall clock). Each benchmark's output goes to <out>/<name>.txt, written only
-# when it finishes, so rerunning the script resumes after the last finished one. Total ~5 h on 2 cores (the minutes below add up to 303).
+# when it finishes, so rerunning the script resumes after the last finished one. Total ~5 h on 2 cores (the minutes
+# below add up to 303).
 #   bash bench/rerun_all.sh [out dir] [names...]      (default out: outputs/bench_rerun; names: a subset, in order)
 # The targets are for a 2-core AVX2-only CPU in fp32, so AVX2=1 (the default) caps torch at AVX2
 # (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2); AVX2=0 runs the CPU natively. Each script prints its own header

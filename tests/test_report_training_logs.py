@@ -12,7 +12,7 @@ from sweeps import make_run
 from embedlab.cli.report import main
 from embedlab.errors import DataFormatError
 from embedlab.report.runs import find_runs, group_runs
-from embedlab.report.training_logs import log_curves, log_summary, read_log, summary_markdown
+from embedlab.report.training_logs import log_curves, log_summary, read_log, read_logs, summary_markdown
 
 HEADER = "epoch,lr-AdamW/backbone,step,train/infonce,train/infonce/positive_rank,train/infonce/synthetic_rank\n"
 
@@ -43,7 +43,8 @@ def _runs(root: Path) -> list[Path]:
 
 def test_first_last_and_mean_by_hand(tmp_path: Path) -> None:
     _runs(tmp_path)
-    rows = log_summary(group_runs(find_runs([tmp_path])), ["positive_rank", "synthetic_rank"])
+    groups = group_runs(find_runs([tmp_path]))
+    rows = log_summary(groups, read_logs(groups), ["positive_rank", "synthetic_rank"])
     focal, infonce = sorted(rows, key=lambda r: r["configuration"])
     # infonce positive_rank: seed 0 steps 30, 20, 10 (mean 20); seed 1 steps 40, 20 (mean 30)
     assert infonce["positive_rank_first"] == pytest.approx((30 + 40) / 2)
@@ -62,12 +63,12 @@ def test_first_last_and_mean_by_hand(tmp_path: Path) -> None:
 
 def test_curves_average_each_step_over_the_runs_that_logged_it(tmp_path: Path) -> None:
     _runs(tmp_path)
-    groups = group_runs(find_runs([tmp_path]))
-    curves = log_curves(groups, "positive_rank")
+    logs = read_logs(group_runs(find_runs([tmp_path])))
+    curves = log_curves(logs, "positive_rank")
     assert curves["loss=infonce"] == ([0, 1, 2], [35.0, 20.0, 10.0])  # step 2: seed 0 only
     assert curves["loss=focal_infonce"] == ([0, 1], [6.0, 4.0])
     # synthetic_rank: seed 0 logged NaN at step 1, so that step is seed 1's alone; focal never logged it
-    assert log_curves(groups, "synthetic_rank") == {"loss=infonce": ([0, 1, 2], [1.5, 3.0, 4.0])}
+    assert log_curves(logs, "synthetic_rank") == {"loss=infonce": ([0, 1, 2], [1.5, 3.0, 4.0])}
 
 
 def test_a_resumed_run_s_later_version_overrides_the_steps_it_repeats(tmp_path: Path) -> None:

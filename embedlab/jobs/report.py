@@ -11,7 +11,7 @@ from embedlab.io import write_text_atomic
 from embedlab.report.compare import compare, describe, to_csv, to_markdown
 from embedlab.report.figures import report_figures
 from embedlab.report.runs import find_runs, group_runs
-from embedlab.report.training_logs import log_figures, log_summary, summary_csv, summary_markdown
+from embedlab.report.training_logs import log_figures, log_summary, read_logs, summary_csv, summary_markdown
 from embedlab.report.wandb_log import from_arguments as log_to_wandb
 
 
@@ -30,15 +30,15 @@ def run(args: Namespace) -> Report:
     c = compare(runs, args.task, args.metric or ["ndcg_at_10"], args.baseline, args.test, args.resamples, args.seed)
     markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
     tables = [out / f"{c.task}_comparison.md", out / f"{c.task}_comparison.csv"]
-    names = args.log_metric
+    names, logs = args.log_metric, {}
     if names:  # the training logs' evidence, one row per configuration as in the table above
-        rows = log_summary(group_runs(runs), names)
+        groups = group_runs(runs)
+        logs = read_logs(groups)
+        rows = log_summary(groups, logs, names)
         markdown += f"\nTraining logs (each run's CSV log, averaged over seeds):\n\n{summary_markdown(rows, names)}\n"
         tables.append(out / "training_logs.csv")
         write_text_atomic(tables[-1], summary_csv(rows, names))
     write_text_atomic(tables[0], markdown)
     write_text_atomic(tables[1], to_csv(c))
-    figures = [] if args.no_plots else report_figures(runs, c, out)
-    if names and not args.no_plots:
-        figures += log_figures(group_runs(runs), names, out)
+    figures = [] if args.no_plots else report_figures(runs, c, out) + log_figures(logs, names or [], out)
     return Report(markdown, tables + figures, log_to_wandb(args, c, figures, runs, out))

@@ -121,7 +121,8 @@ class GradCache:
         plan = {
             g: chunk_rows(inputs["attention_mask"], self.chunk_size, self.max_tokens) for g, inputs in groups.items()
         }
-        last = (list(plan)[-1], len(plan[list(plan)[-1]]) - 1)
+        last_group = next(reversed(plan))
+        last = (last_group, len(plan[last_group]) - 1)
         for group, inputs in groups.items():
             outputs, taken = [], []
             for i, rows in enumerate(plan[group]):
@@ -154,12 +155,11 @@ class GradCache:
         leaf_grads = dict(zip(self._leaves, grads[: len(leaves)], strict=True))
         total: list[torch.Tensor | None] = list(grads[len(leaves) :])
         device_type, enabled, dtype = self._autocast
-        todo: list[tuple[_Chunk, torch.Tensor | None]] = [(c, None) for c in self._chunks]
-        if self._kept is not None:
-            todo.insert(0, self._kept)
-            self._kept = None  # held by `todo` alone: its graph goes once the loop has moved past it
-        while todo:
-            chunk, out = todo.pop(0)
+        kept, self._kept = self._kept, None
+        if kept is not None and leaf_grads[kept[0].group] is None:
+            kept = None  # the loss does not use its group: its graph goes now
+        # The kept chunk first: autograd.grad frees its graph's buffers before any other chunk is re-encoded.
+        for chunk, out in ([kept] if kept else []) + [(c, None) for c in self._chunks]:
             grad = leaf_grads[chunk.group]
             if grad is None:  # the loss does not use this group
                 continue

@@ -15,10 +15,12 @@ from embedlab.errors import DataFormatError
 from embedlab.report.plots import line_png
 from embedlab.report.runs import Run
 
-__all__ = ["log_curves", "log_figures", "log_summary", "read_log", "summary_csv", "summary_markdown"]
+__all__ = ["log_curves", "log_figures", "log_summary", "read_log", "read_logs", "summary_csv", "summary_markdown"]
+
+Log = dict[str, dict[int, float]]  # column -> {step: value}, one run's
 
 
-def read_log(run: Path) -> dict[str, dict[int, float]]:
+def read_log(run: Path) -> Log:
     """Column -> {step: value}, in step order, from `<run>/logs/**/metrics.csv` (Lightning's CSVLogger; a resumed
     run's later versions override the steps they repeat). Rows where a column is empty do not count for it."""
     by_step: dict[str, dict[int, float]] = {}
@@ -42,22 +44,28 @@ def _version(path: Path) -> tuple[int, str]:
     return (int(number) if number.isdigit() else -1, str(path))
 
 
-def _column(log: Mapping[str, dict[int, float]], name: str) -> dict[int, float]:
+def _column(log: Log, name: str) -> dict[int, float]:
     """The training-step column logged as `train/.../<name>` (whichever loss logged it), NaN steps left out; empty
     when the run did not log it."""
     found = sorted(c for c in log if c.startswith("train/") and c.rsplit("/", 1)[-1] == name)
     return {step: v for step, v in log[found[0]].items() if not math.isnan(v)} if found else {}
 
 
-def log_summary(groups: Mapping[str, Sequence[Run]], names: Sequence[str]) -> list[dict]:
+def read_logs(groups: Mapping[str, Sequence[Run]]) -> dict[str, list[Log]]:
+    """Each configuration's runs' logs (read once, for the table and the curves alike)."""
+    return {configuration: [read_log(r.path) for r in runs] for configuration, runs in groups.items()}
+
+
+def log_summary(
+    groups: Mapping[str, Sequence[Run]], logs: Mapping[str, Sequence[Log]], names: Sequence[str]
+) -> list[dict]:
     """One row per configuration: for each logged name, `<name>_first`, `<name>_last` and `<name>_mean` (over steps),
     each averaged over the configuration's runs that logged it (NaN steps skipped); `<name>_runs`: how many did."""
     rows = []
     for configuration, runs in groups.items():
-        logs = [read_log(r.path) for r in runs]
         row: dict = {"configuration": configuration, "seeds": [r.seed for r in runs]}
         for name in names:
-            series = [list(c.values()) for c in (_column(log, name) for log in logs) if c]
+            series = [list(c.values()) for c in (_column(log, name) for log in logs[configuration]) if c]
             row[f"{name}_runs"] = len(series)
             if series:
                 row[f"{name}_first"] = statistics.fmean(s[0] for s in series)
@@ -93,14 +101,14 @@ def summary_csv(rows: Sequence[dict], names: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def log_curves(groups: Mapping[str, Sequence[Run]], name: str) -> dict[str, tuple[list[int], list[float]]]:
+def log_curves(logs: Mapping[str, Sequence[Log]], name: str) -> dict[str, tuple[list[int], list[float]]]:
     """Per configuration that logged `name`: (steps, value at each step averaged over the runs that logged that
     step)."""
     curves = {}
-    for configuration, runs in groups.items():
+    for configuration, run_logs in logs.items():
         by_step: dict[int, list[float]] = {}
-        for run in runs:
-            for step, value in _column(read_log(run.path), name).items():
+        for log in run_logs:
+            for step, value in _column(log, name).items():
                 by_step.setdefault(step, []).append(value)
         if by_step:
             steps = sorted(by_step)
@@ -108,11 +116,11 @@ def log_curves(groups: Mapping[str, Sequence[Run]], name: str) -> dict[str, tupl
     return curves
 
 
-def log_figures(groups: Mapping[str, Sequence[Run]], names: Sequence[str], out_dir: Path) -> list[Path]:
+def log_figures(logs: Mapping[str, Sequence[Log]], names: Sequence[str], out_dir: Path) -> list[Path]:
     """One PNG per logged name: its curve over training steps, one line per configuration (mean over seeds)."""
     written = []
     for name in names:
-        curves = log_curves(groups, name)
+        curves = log_curves(logs, name)
         if curves:
             title = f"{name} per training step (mean over seeds)"
             written.append(line_png(out_dir / f"log_{name}.png", curves, title=title, xlabel="step", ylabel=name))
