@@ -18,8 +18,8 @@
 # 18 test) ≈ 8 h on one core, ≈ 4.5-5 h on 2 idle cores if the second thread gives ~1.7x. Subsets: the dev phase
 # always runs (6 runs, ≈ 1.2 h on 2 cores); SEEDS="0" ≈ 2.3 h in all; ARMS="infonce mix_query_capped" for two arms.
 # The first run also encodes the corpus with the untrained student once (≈ 210 CPU-s, cached for the others).
-# Runs whose folder holds metrics.json are skipped, so rerunning resumes. Two copies started side by side (one per
-# core, e.g. `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1) share the runs (experiments/claim.sh).
+# Runs whose folder holds manifest.json (written last) are skipped, so rerunning resumes. Two copies started side
+# by side (one per core, e.g. `taskset -c 0` / `taskset -c 1`, OMP_NUM_THREADS=1) share the runs (experiments/claim.sh).
 #   bash experiments/kalm_v2_sweep.sh [output dir]
 set -euo pipefail
 source "$(dirname "$0")/claim.sh"
@@ -31,7 +31,7 @@ DATA="$OUT/data"
 run() {  # run <dir> <overrides...>: one training run, skipped when finished
     local dir=$1
     shift
-    claim "$dir" "$dir/metrics.json" || return 0  # finished, or the other copy is running it
+    claim "$dir" "$dir/manifest.json" || return 0  # finished, or the other copy is running it
     "$BIN/embedlab-train" experiment=kalm_v2_sweep data.root="$DATA" "$@" hydra.run.dir="$dir"
     release
 }

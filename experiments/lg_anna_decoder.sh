@@ -13,8 +13,9 @@
 # once: the GGUF conversion (~3 min) and mpnet's soft labels at 256 tokens (~10 min; shared with lg_anna_lists.sh
 # through the embedding cache, the lists being the same MiniLM adaptive mining).
 #   make decoders && bash experiments/lg_anna_decoder.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
-# Runs already finished (metrics.json) are skipped on a rerun; the runs go seed by seed. Two copies started side by
-# side (one per core, e.g. `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1) share them (experiments/claim.sh).
+# Runs already finished (manifest.json, which every job writes last) are skipped on a rerun; the runs go seed by
+# seed. Two copies started side by side (one per core, e.g. `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1)
+# share them (experiments/claim.sh).
 set -euo pipefail
 source "$(dirname "$0")/claim.sh"
 OUT=${1:-outputs/lg_anna_decoder}
@@ -29,7 +30,7 @@ for seed in ${SEEDS//,/ }; do
         for pooling in last_token mean; do
             n=$((n + 1))
             dir="$OUT/${n}_${attention}_${pooling}/$seed"
-            claim "$dir" "$dir/metrics.json" || continue  # finished, or the other copy is on it
+            claim "$dir" "$dir/manifest.json" || continue  # finished, or the other copy is on it
             bidir=$([ "$attention" = bidirectional ] && echo true || echo false)
             eos=$([ "$pooling" = last_token ] && echo true || echo false)  # last-token pooling reads an appended EOS
             nice -n 10 "$BIN/embedlab-train" experiment=lg_anna_decoder data.root="$DATA" seed="$seed" \

@@ -15,9 +15,9 @@
 # full SciFact test pass), mpnet soft labels at 256 tokens ~10 min per list set (adaptive, relative; cached after),
 # the reranker ~6 min. TEMPS=1 (no dev choice) saves ~25 min, RERANKER=0 ~45 min.
 #   bash experiments/lg_anna_lists.sh [output dir] [seeds, e.g. 0,1,2] [extra overrides...]
-# Runs already finished (metrics.json) are skipped on a rerun; the test runs go seed by seed, so a cut-short sweep
-# still leaves comparable arms. Two copies started side by side (one per core, e.g. `taskset -c 0` / `taskset -c 1`
-# with OMP_NUM_THREADS=1) share the runs and the reranker (experiments/claim.sh).
+# Runs already finished (manifest.json, which every job writes last) are skipped on a rerun; the test runs go seed
+# by seed, so a cut-short sweep still leaves comparable arms. Two copies started side by side (one per core, e.g.
+# `taskset -c 0` / `taskset -c 1` with OMP_NUM_THREADS=1) share the runs and the reranker (experiments/claim.sh).
 set -euo pipefail
 source "$(dirname "$0")/claim.sh"
 OUT=${1:-outputs/lg_anna_lists}
@@ -32,14 +32,14 @@ DATA="$OUT/data"
 COMMON=(experiment=lg_anna_lists data.root="$DATA" data.num_negatives="$K" "${EXTRA[@]}")
 run() {  # run <dir> <overrides...>: one training run, skipped when finished or the other copy is on it
     local dir="$OUT/$1"; shift
-    claim "$dir" "$dir/metrics.json" || return 0
+    claim "$dir" "$dir/manifest.json" || return 0
     nice -n 10 "$BIN/embedlab-train" "${COMMON[@]}" "$@" hydra.run.dir="$dir"
     release
 }
 
 # The reranker, from fit claims only: mine as the student's runs do, score with mpnet, distil.
 RR="$OUT/reranker"
-if [ "$RERANKER" = 1 ] && claim "$RR" "$RR/train/reranker/config.json"; then
+if [ "$RERANKER" = 1 ] && claim "$RR" "$RR/train/manifest.json"; then
     nice -n 10 "$BIN/embedlab-mine" model=minilm mining=adaptive data.root="$DATA" data.split=fit \
         hydra.run.dir="$RR/mine"
     nice -n 10 "$BIN/embedlab-score" input="$RR/mine/negatives.jsonl" data.root="$DATA" num_negatives="$K" \

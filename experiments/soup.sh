@@ -17,14 +17,14 @@ INGREDIENTS=()
 for spec in 0:2e-5 1:3e-5 2:5e-5 3:1e-4; do
     seed=${spec%%:*} lr=${spec#*:}
     run="$OUT/ingredients/s${seed}_lr${lr}"
-    if [[ ! -f "$run/metrics.json" || ! -f "$run/model/modules.json" ]]; then
+    if [[ ! -f "$run/manifest.json" ]]; then
         nice -n 10 $PY -m embedlab.cli.train seed="$seed" optim.lr="$lr" "${COMMON[@]}" hydra.run.dir="$run"
     fi
     INGREDIENTS+=("$run/model")
 done
 LIST=$(IFS=,; echo "${INGREDIENTS[*]}")
 for method in uniform greedy; do
-    if [[ ! -f "$OUT/$method/metrics.json" || ! -d "$OUT/$method/model" ]]; then
+    if [[ ! -f "$OUT/$method/manifest.json" ]]; then
         nice -n 10 $PY -m embedlab.cli.soup method=$method "models=[$LIST]" data.root="$DATA" \
             dev.split=dev eval.tasks=[scifact] hydra.run.dir="$OUT/$method"
     fi

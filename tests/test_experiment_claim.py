@@ -58,7 +58,7 @@ def test_a_killed_copy_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 # The embedlab commands as lg_anna_lists.sh calls them, faked to test the script's orchestration alone: each logs its
 # run, a training run writes the config.yaml and metrics.json the script reads (dev nDCG@10 highest at teacher
-# temperature 2), and a run with the reranker's soft labels fails unless the reranker is there.
+# temperature 2) and then, last, manifest.json (a run's done mark), and a run with the reranker's soft labels fails unless the reranker is there.
 FAKE = """#!/usr/bin/env bash
 set -euo pipefail
 args=" $* "
@@ -73,10 +73,11 @@ case $(basename "$0") in
         [[ $args == *" eval.split=dev "* ]] && sleep "$DEV_SECONDS" || sleep 0.2
         printf 'loss:\\n  kl_distill:\\n    teacher_temperature: %s\\n' "$tt" > "$dir/config.yaml"
         score=$([ "$tt" = 2 ] && echo 0.7 || echo 0.5)
-        echo "{\\"scifact\\": {\\"ndcg_at_10\\": $score}}" > "$dir/metrics.json" ;;
+        echo "{\\"scifact\\": {\\"ndcg_at_10\\": $score}}" > "$dir/metrics.json"
+        echo '{}' > "$dir/manifest.json" ;;
     embedlab-train-reranker)
         sleep "$RERANKER_SECONDS"; mkdir -p "$(value hydra.run.dir)/reranker"
-        touch "$(value hydra.run.dir)/reranker/config.json"
+        touch "$(value hydra.run.dir)/reranker/config.json" "$(value hydra.run.dir)/manifest.json"
         echo reranker >> "$LOG" ;;
     embedlab-report) echo report >> "$LOG" ;;
 esac
@@ -109,6 +110,9 @@ def test_lg_anna_lists_two_copies_run_everything_once_and_choose_on_all_of_dev(
     }
     data = [str(bin_dir / "python"), str(CLAIM.parent / "scifact_data.py"), str(out / "data"), "--dev", "200"]
     subprocess.run(data, env=env, check=True, capture_output=True)  # once, before the copies (they rewrite it)
+    stopped = out / "test" / "2_infonce_relative" / "1"  # a run killed after its metrics, before its run record
+    stopped.mkdir(parents=True)
+    (stopped / "metrics.json").write_text('{"scifact": {"ndcg_at_10": 0.5}}')
     script = ["bash", str(CLAIM.parent / "lg_anna_lists.sh"), str(out), "0,1"]
     copies = [subprocess.Popen(script, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     assert [c.wait(timeout=120) for c in copies] == [0, 0], [c.stderr.read() for c in copies if c.stderr]
@@ -124,6 +128,6 @@ def test_lg_anna_lists_two_copies_run_everything_once_and_choose_on_all_of_dev(
     ]
     assert sorted(d.removeprefix(f"{out}/") for d, _ in trained) == sorted(
         [f"dev/tt_{t}" for t in ("0.5", "1", "2")] + [f"test/{arm}/{seed}" for arm in arms for seed in (0, 1)]
-    )  # every run once, by one copy or the other
+    )  # every run once, by one copy or the other, the stopped one included
     assert {tt for d, tt in trained if "/test/3_" in d or "/test/5_" in d} == {"2"}  # both chose on all of dev
     assert lines.count("reranker") == 1 and lines[-2:] == ["report", "report"]

@@ -82,6 +82,12 @@ def test_chain_runs_each_stage_from_the_previous_output_and_resumes(
     rows = run_pipeline(spec, runner=lambda cli, cfg, run_dir: ran.append(run_dir) or run_cli(cli, cfg, run_dir))
     assert ran == [ft1, soup] and [r["status"] for r in rows] == ["finished", "finished", "ran", "ran"]
 
+    # a fine-tune stopped after its model and metrics but before its run record (manifest.json) is not finished
+    (ft0 / "manifest.json").unlink()
+    ran.clear()
+    rows = run_pipeline(spec, runner=lambda cli, cfg, run_dir: ran.append(run_dir) or run_cli(cli, cfg, run_dir))
+    assert ran == [ft0, soup] and [r["status"] for r in rows] == ["finished", "ran", "finished", "ran"]
+
 
 def test_dry_run_plans_and_runs_nothing(tmp_path: Path) -> None:
     spec = OmegaConf.create(chain(tmp_path / "chain", tmp_path / "start"))
@@ -165,7 +171,7 @@ def test_previous_as_teacher_sets_the_teacher_not_the_student(tmp_path: Path) ->
     def record(cli: str, cfg, run_dir: Path) -> None:  # stands in for the job: what the stage was given
         seen[run_dir.name] = cfg
         (run_dir / "model").mkdir(parents=True)
-        (run_dir / "metrics.json").write_text("{}")
+        (run_dir / "manifest.json").write_text("{}")
 
     rows = run_pipeline(OmegaConf.create(leaf_chain(out, start, student, tmp_path / "t.jsonl")), runner=record)
     assert seen["teacher"].model.path == str(start) and seen["teacher"].teacher.path is None

@@ -117,3 +117,14 @@ def test_same_overrides_but_different_resolved_configs_are_two_rows(tmp_path: Pa
     make_run(tmp_path, "old", ["seed=0"], 0, 0.5, config={"seed": 0, "optim": {"lr": 2e-5}})
     make_run(tmp_path, "new", ["seed=1"], 1, 0.6, config={"seed": 1, "optim": {"lr": 1e-5}})
     assert sorted(group_runs(find_runs([tmp_path]))) == ["(default) [optim.lr=1e-05]", "(default) [optim.lr=2e-05]"]
+
+
+def test_a_job_stopped_before_its_run_record_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    make_run(tmp_path, "done", ["seed=0"], 0, 0.5)
+    stopped = make_run(tmp_path, "stopped", ["seed=1"], 1, 0.9)
+    (stopped / "config.yaml").unlink()  # killed after metrics.json, before write_run_record
+    with caplog.at_level("WARNING", logger="embedlab.report.runs"):
+        runs = find_runs([tmp_path])
+    assert [r.path.name for r in runs] == ["done"]
+    assert "stopped: skipped, metrics.json but no config.yaml" in caplog.text
+    assert "done" not in caplog.text.replace(str(tmp_path), "")

@@ -11,6 +11,7 @@ Hydra overrides that differ between the runs compared (from `.hydra/overrides.ya
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from embedlab.errors import DataFormatError, EmbedlabError
 SEED_KEYS = ("seed",)  # overrides that repeat a configuration rather than change it
 RUN_KEYS = ("resume", "checkpoint", "logger")  # how a run was carried out (resumed, checkpointed, logged)
 UNSET = "(unset)"
+log = logging.getLogger(__name__)
 OWN_DIR = "<run dir>"  # what a path inside the run's own directory reads as when configs are compared
 
 
@@ -93,6 +95,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
         if not root.exists():
             raise EmbedlabError(f"{root}: no such run or sweep directory")
         found += [load_run(p.parent) for p in sorted(root.rglob("config.yaml")) if (p.parent / "metrics.json").exists()]
+        for job in sorted(h.parent for h in root.rglob(".hydra")):  # a Hydra job stopped between its metrics and
+            if (job / "metrics.json").exists() and not (job / "config.yaml").exists():  # its run record: say so
+                log.warning("%s: skipped, metrics.json but no config.yaml (stopped before its run record)", job)
     if not found:
         raise EmbedlabError(f"no run directories (metrics.json + config.yaml) under {', '.join(map(str, paths))}")
     return sorted(found, key=lambda r: str(r.path))

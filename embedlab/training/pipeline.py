@@ -12,9 +12,9 @@ A train stage starts from the previous stage's one output (model.path; the first
 config's model when `start` is null); with `previous_as: teacher` that output becomes its frozen teacher
 (teacher.path) instead and the student is the stage's own config's model (LEAF from a teacher fine-tuned by the
 stage before). A soup stage averages all of the previous stage's outputs (models=[...]).
-A run is finished when its directory holds model/ and metrics.json (each CLI writes the later of the two only
-after its work is done); finished runs are skipped, so running the pipeline again resumes it. Once a stage has run
-again, every later stage runs again too (its input changed).
+A run is finished when its directory holds model/ and manifest.json (every job writes its run record,
+config.yaml then manifest.json, last: a job stopped earlier is not finished); finished runs are skipped, so running
+the pipeline again resumes it. Once a stage has run again, every later stage runs again too (its input changed).
 <out>/pipeline.json records every run directory, its output and whether it ran or was skipped; each run's overrides,
 with the input the pipeline set, go to <run>/.hydra/overrides.yaml as Hydra records a run's, so embedlab-report
 names pipeline runs by what differs between them.
@@ -76,7 +76,7 @@ def run_cli(cli: str, cfg: DictConfig, run_dir: Path) -> None:
 
 
 def finished(run_dir: Path) -> bool:
-    return (run_dir / "model").is_dir() and (run_dir / "metrics.json").is_file()
+    return (run_dir / "model").is_dir() and (run_dir / "manifest.json").is_file()
 
 
 @dataclass
@@ -168,7 +168,7 @@ def run_pipeline(
                 write_text_atomic(run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump([*overrides, *given]))
                 runner(stage.cli, cfg, run_dir)
                 if not finished(run_dir):
-                    raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and metrics.json")
+                    raise ConfigError(f"stage {stage.name!r} ended without writing {run_dir}/model and manifest.json")
             ran = ran or not done
             record.append(
                 {

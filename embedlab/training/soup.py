@@ -95,7 +95,7 @@ def run(cfg: DictConfig, out_dir: Path) -> soup.SoupRecord:
             out_dir=out_dir,
         )
     else:
-        write_json_atomic(out_dir / "metrics.json", {})  # the finished-run marker embedlab-pipeline looks for
+        write_json_atomic(out_dir / "metrics.json", {})  # every run has metrics.json, empty without evaluation
     manifest = build_manifest(
         seed=cfg.seed,
         data={r.task: r.fingerprint for r in results},
