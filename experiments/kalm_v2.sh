@@ -3,16 +3,15 @@
 #   SciFact leg: SciFact train -> SciFact test at experiments/focal_sweep.sh's budget (28 steps of 32 pairs, precision auto),
 #     so the mixing runs join that sweep's InfoNCE and focal γ=1,2 runs in one report. The overrides are the focal
 #     sweep's, spelled out (they resolve to experiment=kalm_v2) so the report names configurations alike.
-#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 40
-#     steps, 1,000-document SciFact corpus: see that file).
+#   GenQ leg: BEIR's generated ArguAna queries -> SciFact test queries, zero-shot (experiment=kalm_v2_genq: 80
+#     steps, chosen by the dev pilot below; 1,000-document SciFact corpus: see that file).
 #   GenQ dev pilot (LEGS=genq_dev, not in the default legs): the InfoNCE arm, seed 0, at each step count of
 #     DEV_STEPS, evaluated on 200 dev claims carved from SciFact *train* (experiments/scifact_data.py), never on
 #     test. Choose the genq budget from it (trainer.max_steps in kalm_v2_genq.yaml), then run the genq leg.
-#     (The recorded 40 steps came from a 20-step pilot on SciFact test: experiments/README.md.)
 # Runs go seed by seed (all arms of seed 0 first), so a cut-short session still leaves comparable arms; a run whose
 # folder already holds a manifest is skipped, so rerunning resumes.
 #   bash experiments/kalm_v2.sh [output dir] [focal sweep dir]   (SEEDS="0 1", LEGS=genq: a subset)
-#   LEGS=genq_dev DEV_STEPS="20 40 80" bash experiments/kalm_v2.sh [output dir]   (the step-count pilot, on dev)
+#   LEGS=genq_dev bash experiments/kalm_v2.sh [output dir]   (the step-count pilot, on dev; DEV_STEPS="20 40 80")
 set -euo pipefail
 OUT=${1:-outputs/kalm_v2}
 FOCAL=${2:-outputs/focal_sweep}
@@ -32,7 +31,7 @@ LEGS=" ${LEGS:-scifact genq} "  # padded: a leg is matched as a whole word (genq
 if [[ $LEGS == *" genq_dev "* ]]; then
     DEV_ROOT="$OUT/data"  # SciFact train split into fit/dev claims (hash of the query id), other tasks linked
     "$BIN/python" experiments/scifact_data.py "$DEV_ROOT" --dev 200
-    for steps in ${DEV_STEPS:-20 40}; do
+    for steps in ${DEV_STEPS:-20 40 80}; do
         run "$OUT/genq_dev/steps_$steps/0" experiment=kalm_v2_genq trainer.max_steps="$steps" seed=0 \
             data.root="$DEV_ROOT" eval.split=dev
     done

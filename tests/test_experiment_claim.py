@@ -58,7 +58,8 @@ def test_a_killed_copy_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 # The embedlab commands as lg_anna_lists.sh calls them, faked to test the script's orchestration alone: each logs its
 # run, a training run writes the config.yaml and metrics.json the script reads (dev nDCG@10 highest at teacher
-# temperature 2) and then, last, manifest.json (a run's done mark), and a run with the reranker's soft labels fails unless the reranker is there.
+# temperature 2) and then, last, manifest.json (a run's done mark), and a run with the reranker's soft labels fails
+# unless the reranker is there.
 FAKE = """#!/usr/bin/env bash
 set -euo pipefail
 args=" $* "

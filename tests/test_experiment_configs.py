@@ -40,7 +40,7 @@ def test_kalm_v2_is_the_focal_sweep_settings() -> None:
 def test_kalm_v2_genq_only_swaps_the_data_and_the_budget() -> None:
     base, genq = _compose("experiment=kalm_v2"), _compose("experiment=kalm_v2_genq")
     assert genq["data"]["path"] == "arguana/generated-queries/train.jsonl.gz" and genq["data"]["max_length"] == 128
-    assert genq["trainer"]["max_steps"] == 40 and genq["eval"]["tasks"] == ["scifact"] and genq["eval"]["max_docs"]
+    assert genq["trainer"]["max_steps"] == 80 and genq["eval"]["tasks"] == ["scifact"] and genq["eval"]["max_docs"]
     genq["trainer"]["max_steps"] = base["trainer"]["max_steps"]
     genq["eval"]["max_docs"] = base["eval"]["max_docs"]
     assert {k: v for k, v in genq.items() if k != "data"} == {k: v for k, v in base.items() if k != "data"}
@@ -109,7 +109,7 @@ def _stage_configs(name: str, out: Path) -> dict[str, DictConfig]:
     def record(cli: str, cfg: DictConfig, run_dir: Path) -> None:
         configs[str(run_dir.relative_to(out))] = cfg
         (run_dir / "model").mkdir(parents=True)
-        (run_dir / "metrics.json").write_text("{}")
+        (run_dir / "manifest.json").write_text("{}")  # the done mark, written last
 
     run_pipeline(load_spec(name, [f"out={out}", "data_root=/data"]), runner=record)
     return configs
