@@ -41,5 +41,5 @@ for seed in ${SEEDS//,/ }; do
     done
 done
 for lock in "$OUT"/*/*.lock; do settled "${lock%.lock}"; done  # the other copy's last runs
-# Baseline: the first configuration by path (arm 1, causal + last-token).
-"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10
+# Baseline: the first configuration by path (arm 1, causal + last-token); --vs-before: did 10 steps move each arm.
+"$BIN/embedlab-report" "$OUT" --task scifact --metric ndcg_at_10 --vs-before

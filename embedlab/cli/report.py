@@ -3,6 +3,7 @@ queries against a baseline configuration; writes the table (Markdown, CSV) and P
 
 embedlab-report outputs/focal_sweep --baseline loss=infonce --metric ndcg_at_10 --metric recall_at_10 [--wandb]
     [--log-metric positive_rank --log-metric synthetic_rank]  (training-log table: first → last step, mean)
+    [--vs-before]  (each configuration after training vs its runs' own before/ evaluation, paired over queries)
 
 The job itself is `embedlab.jobs.report.run`.
 """
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     parser.add_argument("--out", type=Path, help="where the table and figures go (default: <first path>/report)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument(
+        "--vs-before", action="store_true", help="add a table: each configuration after vs its runs' before/ evaluation"
+    )
     parser.add_argument(
         "--log-metric", action="append", help="a value the loss logs per step (positive_rank); repeat for several"
     )

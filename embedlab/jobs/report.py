@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.io import write_text_atomic
+from embedlab.report import before_after
 from embedlab.report.compare import compare, describe, to_csv, to_markdown
 from embedlab.report.figures import report_figures
 from embedlab.report.runs import find_runs, group_runs
@@ -24,12 +25,15 @@ class Report:
 
 def run(args: Namespace) -> Report:
     """`args`: embedlab-report's arguments (paths, task, metric, baseline, test, resamples, seed, out, no_plots,
-    log_metric, and the W&B ones)."""
+    vs_before, log_metric, and the W&B ones)."""
     out = args.out or Path(args.paths[0]) / "report"
     runs = find_runs(args.paths)
     c = compare(runs, args.task, args.metric or ["ndcg_at_10"], args.baseline, args.test, args.resamples, args.seed)
     markdown = f"{describe(c)}\n\n{to_markdown(c)}\n"
     tables = [out / f"{c.task}_comparison.md", out / f"{c.task}_comparison.csv"]
+    if args.vs_before:  # did training move each configuration at all
+        rows = before_after.versus_before(runs, c.task, c.metrics, args.test, args.resamples, args.seed)
+        markdown += f"\n{before_after.to_markdown(rows, c.task, c.metrics, args.test)}\n"
     names, logs = args.log_metric, {}
     if names:  # the training logs' evidence, one row per configuration as in the table above
         groups = group_runs(runs)
