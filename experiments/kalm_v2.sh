@@ -54,5 +54,5 @@ if [[ $LEGS == *" scifact "* ]]; then
     "$BIN/embedlab-report" "$FOCAL/infonce" "$FOCAL/focal" "$OUT/scifact" "${METRICS[@]}" --out "$OUT/report_scifact"
 fi
 if [[ $LEGS == *" genq "* ]]; then
-    "$BIN/embedlab-report" "$OUT/genq" "${METRICS[@]}" --out "$OUT/report_genq"
+    "$BIN/embedlab-report" "$OUT/genq" "${METRICS[@]}" --vs-before --out "$OUT/report_genq"  # vs-before: any transfer?
 fi

@@ -153,10 +153,15 @@ def test_experiments_notebook_draws_the_recorded_results() -> None:
     assert len([r for r in saved["curve"] if f"| leaf/{r['run']} (seed {r['seed']}) |" in text]) == len(saved["curve"])
     # each recorded sweep: its comparison recomputed equals the sweep's own report; KaLM-V2's figures: two metrics'
     # bars and three training-log curves
-    sweeps = {"kalm_v2_sweep": "report", "lg_anna_lists": "test/report", "lg_anna_decoder": "report"}
+    sweeps = {
+        "kalm_v2_sweep": "report",
+        "lg_anna_lists": "test/report",
+        "lg_anna_decoder": "report",
+        "kalm_v2_genq": "report_genq",
+    }
     recorded = [n for n, rep in sweeps.items() if (RECORDS / n / rep / "scifact_comparison.md").exists()]
     assert "kalm_v2_sweep" in recorded
     assert [n for n in sweeps if f"{n}: the same table as the sweep's own report: True" in text] == recorded
     assert [n for n in sweeps if f"{n}: not recorded yet" in text] == [n for n in sweeps if n not in recorded]
-    figures = {"kalm_v2_sweep": 5, "lg_anna_lists": 2, "lg_anna_decoder": 1}
+    figures = {"kalm_v2_sweep": 5, "lg_anna_lists": 2, "lg_anna_decoder": 1, "kalm_v2_genq": 2}
     assert images == 2 + sum(figures[n] for n in recorded)  # + the LEAF systems' bars and curve
