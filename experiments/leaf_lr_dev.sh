@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Choose leaf_demo's backbone learning rate on dev, never on SciFact test. leaf_demo's lr 1e-5 was picked from a
-# collapse at 1e-4 seen on SciFact test ("LEAF by hand", experiments/README.md); this reruns the choice on 200 dev
+# Choose leaf_demo's backbone learning rate on dev, never on SciFact test. leaf_demo's lr was once 1e-5, picked from
+# a collapse at 1e-4 seen on SciFact test ("LEAF by hand", experiments/README.md); this reran the choice on 200 dev
 # claims carved from SciFact train (experiments/scifact_data.py), which are also removed from the training texts
 # (data.sources.0.split=fit), and on STSb's dev pairs. One run per learning rate, the demo's recipe otherwise;
 # pick the highest dev asymmetric nDCG@10 (LEAF's use) whose held-out student-teacher cosine did not fall (a
-# collapse shows there first), then set optim.lr in conf/experiment/leaf_demo.yaml.
+# collapse shows there first), then set optim.lr in conf/experiment/leaf_demo.yaml (1e-4 since 2026-12-06).
 #   bash experiments/leaf_lr_dev.sh [output dir]        (LRS=1e-5,3e-5 for other rates)
 set -euo pipefail
 OUT=${1:-outputs/leaf_lr_dev}
