@@ -46,7 +46,7 @@ def test_leaf_card_has_training_evaluation_pairing_and_citation() -> None:
     assert "- **Teacher:** sentence-transformers/all-mpnet-base-v2" in card
     assert "| `leaf` | 1.0 | — | — |" in card  # weight; no temperature; defaults (normalize: false) not listed
     assert "| `scifact_sentences` | 20,000 |" in card and "| `scifact_train` | 809 |" in card
-    assert "- `optim.lr`: 1e-05" in card and "- `optim.projection_lr`: 0.0001" in card
+    assert "- `optim.lr`: 0.0001" in card and "- `optim.projection_lr`: 0.0001" in card
     assert "- `projection.init`: ridge" in card and "- `run.steps`: 319" in card
     # the run's evaluation table, main metric per task, every system
     assert "| system | scifact (ndcg_at_10) | stsb (cosine_spearman) |" in card
