@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from embedlab.errors import EmbedlabError
+from embedlab.report.compare import add_holm, format_p
 from embedlab.report.runs import Run, group_runs
-from embedlab.report.significance import holm, metric_by_query, paired_arrays, paired_test
+from embedlab.report.significance import metric_by_query, paired_arrays, paired_test
 
 BEFORE = "before"  # the folder embedlab-train evaluates the untrained model into
 
@@ -41,14 +42,8 @@ def versus_before(
             row[f"{metric}_before"], row[f"{metric}_after"] = float(a.mean()), float(b.mean())  # = metrics.json's
             row["queries"], row[f"{metric}_diff"], row[f"{metric}_p"] = len(a), result.mean_diff, result.p_value
         rows.append(row)
-    tested = [(row, m) for row in rows for m in metrics]
-    for (row, m), adjusted in zip(tested, holm([row[f"{m}_p"] for row, m in tested]), strict=True):
-        row[f"{m}_p_holm"] = adjusted
+    add_holm(rows, metrics)
     return rows
-
-
-def _p(value: float) -> str:
-    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 def to_markdown(rows: Sequence[dict], task: str, metrics: Sequence[str], method: str) -> str:
@@ -71,6 +66,6 @@ def to_markdown(rows: Sequence[dict], task: str, metrics: Sequence[str], method:
                 f"{row[f'{m}_after']:.4f}",
                 f"{round(row[f'{m}_diff'], 4) + 0.0:+.4f}",
             ]  # no -0.0000
-            cells += [_p(row[f"{m}_p"]), _p(row[f"{m}_p_holm"])]
+            cells += [format_p(row[f"{m}_p"]), format_p(row[f"{m}_p_holm"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

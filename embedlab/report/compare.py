@@ -13,7 +13,7 @@ from embedlab.errors import EmbedlabError
 from embedlab.report.runs import Run, group_runs, summarize, varied_knobs
 from embedlab.report.significance import METHODS, holm, metric_by_query, paired_arrays, paired_test
 
-__all__ = ["METHODS", "Comparison", "compare", "describe", "to_csv", "to_markdown"]
+__all__ = ["METHODS", "Comparison", "add_holm", "compare", "describe", "format_p", "to_csv", "to_markdown"]
 
 
 @dataclass
@@ -70,11 +70,16 @@ def compare(
             if name != baseline:
                 result = paired_test(a, b, method, resamples=resamples, seed=seed)
                 row[f"{metric}_diff"], row[f"{metric}_p"] = result.mean_diff, result.p_value
-    # Holm over every test in the table (rows × metrics): the family a reader scans for "significant" cells.
+    add_holm(rows, metrics)
+    return Comparison(task, list(metrics), baseline, method, resamples, rows, varied_knobs(runs), notes)
+
+
+def add_holm(rows: Sequence[dict], metrics: Sequence[str]) -> None:
+    """`<metric>_p_holm` beside each `<metric>_p` of `rows`: Holm over every test in the table (rows × metrics), the
+    family a reader scans for "significant" cells."""
     tested = [(row, m) for row in rows for m in metrics if f"{m}_p" in row]
     for (row, m), adjusted in zip(tested, holm([row[f"{m}_p"] for row, m in tested]), strict=True):
         row[f"{m}_p_holm"] = adjusted
-    return Comparison(task, list(metrics), baseline, method, resamples, rows, varied_knobs(runs), notes)
 
 
 def _mean_std(row: dict, metric: str, digits: int = 4) -> str:
@@ -82,7 +87,7 @@ def _mean_std(row: dict, metric: str, digits: int = 4) -> str:
     return f"{row[f'{metric}_mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def _p(value: float | None) -> str:
+def format_p(value: float | None) -> str:
     if value is None:
         return "—"
     return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
@@ -99,8 +104,8 @@ def to_markdown(c: Comparison) -> str:
         cells = [name, ", ".join(map(str, row["seeds"]))]
         for m in c.metrics:
             diff = row.get(f"{m}_diff")
-            cells += [_mean_std(row, m), f"{diff:+.4f}" if diff is not None else "—", _p(row.get(f"{m}_p"))]
-            cells.append(_p(row.get(f"{m}_p_holm")))
+            cells += [_mean_std(row, m), f"{diff:+.4f}" if diff is not None else "—", format_p(row.get(f"{m}_p"))]
+            cells.append(format_p(row.get(f"{m}_p_holm")))
         cells.append(str(row.get("queries", "—")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

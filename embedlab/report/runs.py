@@ -24,8 +24,8 @@ from embedlab.errors import DataFormatError, EmbedlabError
 SEED_KEYS = ("seed",)  # overrides that repeat a configuration rather than change it
 RUN_KEYS = ("resume", "checkpoint", "logger")  # how a run was carried out (resumed, checkpointed, logged)
 UNSET = "(unset)"
-log = logging.getLogger(__name__)
 OWN_DIR = "<run dir>"  # what a path inside the run's own directory reads as when configs are compared
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
