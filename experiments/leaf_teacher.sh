@@ -14,29 +14,15 @@
 #   <out>/report/                          embedlab-report: every configuration vs the fine-tuned MiniLM, paired
 #   <out>/leaf_teacher.md, .json           the headline table (Holm-corrected) and the curve, also printed
 set -euo pipefail
+source "$(dirname "$0")/claim.sh"
+source "$(dirname "$0")/leaf_baselines.sh"
 OUT=${1:-outputs/leaf_teacher}
 BIN=${BIN:-.venv/bin}
 DATA="$OUT/data"
 "$BIN/python" experiments/scifact_data.py "$DATA" --dev 200
 "$BIN/embedlab-pipeline" leaf_teacher out="$OUT/pipeline" data_root="$DATA"
 
-# The shipped student on dev (does the teacher beat it there?) and on test + STSb, as the LEAF runs evaluate it.
-if [[ ! -f "$OUT/baselines/shipped_dev/manifest.json" ]]; then
-    "$BIN/embedlab-eval" model=minilm "tasks=[scifact]" eval.split=dev data.root="$DATA" \
-        hydra.run.dir="$OUT/baselines/shipped_dev"
-fi
-if [[ ! -f "$OUT/baselines/shipped/manifest.json" ]]; then
-    "$BIN/embedlab-eval" model=minilm "tasks=[scifact,stsb]" data.root="$DATA" hydra.run.dir="$OUT/baselines/shipped"
-fi
-# MiniLM fine-tuned directly on the teacher's labels with the teacher's recipe (686 fit pairs, one epoch of 21 steps,
-# InfoNCE, lr 2e-5; tests/test_experiment_configs.py checks the two recipes differ only in model and evaluation).
-for seed in 0 1 2; do
-    run="$OUT/baselines/finetune/$seed"
-    if [[ ! -f "$run/manifest.json" ]]; then
-        "$BIN/embedlab-train" seed=$seed logger=csv data.root="$DATA" data.split=fit "eval.tasks=[scifact,stsb]" \
-            eval.before_training=false export=false hydra.run.dir="$run"
-    fi
-done
+leaf_baselines "$OUT" "$DATA"  # the shipped MiniLM (dev, test) and MiniLM fine-tuned on the same labels
 
 # Every LEAF configuration's student (symmetric) against the fine-tuned MiniLM (the first row by path: the baseline),
 # randomization test over the 300 SciFact test queries, seeds averaged per query; raw p (Holm: leaf_teacher.md).

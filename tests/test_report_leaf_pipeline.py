@@ -87,6 +87,20 @@ def test_curve_reads_every_leaf_run(pipeline_out: Path) -> None:
     assert "| 100 | leaf/3 (seed 0) | 320 | 0.6400 | 80.0% | 0.6800 | 85.0% |" in text
 
 
+def test_another_layout_reads_its_leaf_runs_and_names_its_teacher(pipeline_out: Path, tmp_path: Path) -> None:
+    """experiments/leaf_steps.sh's layout: the LEAF runs in test/ beside their <i>.lock files, the teacher elsewhere."""
+    (pipeline_out / "pipeline" / "leaf").rename(pipeline_out / "test")
+    (pipeline_out / "test" / "3.lock").touch()
+    teacher = tmp_path / "elsewhere"
+    (pipeline_out / "pipeline" / "teacher").rename(teacher)
+    system(teacher, [0.76], dev=True)
+    head = lp.headline(pipeline_out, resamples=100, leaf="test", teacher=teacher)
+    assert head["dev"]["teacher"] == pytest.approx(0.76)
+    rows = {r["system"]: r for r in head["systems"]}
+    assert rows[lp.STUDENT]["ndcg_at_10"] == pytest.approx(0.72)
+    assert [r["run"] for r in lp.curve(pipeline_out, dict.fromkeys("0123", 10), leaf="test")] == ["0", "1", "2", "3"]
+
+
 def test_figures_are_written(pipeline_out: Path, tmp_path: Path) -> None:
     head = lp.headline(pipeline_out, resamples=100)
     paths = lp.figures(head, lp.curve(pipeline_out, {"0": 1000, "1": 1000, "2": 1000, "3": 100}), tmp_path / "f")

@@ -4,9 +4,10 @@ LEAF student and the asymmetric pair on SciFact test, paired tests between them 
 curve of each LEAF run's share of its teacher against the number of distillation texts.
 
 The folder layout read (`out`, or a record of it made by experiments/record.py):
-  pipeline/teacher                 the fine-tuned teacher (its metrics.json: SciFact dev)
+  pipeline/teacher                 the fine-tuned teacher (its metrics.json: SciFact dev); `teacher=` names another
   pipeline/leaf/<i>                LEAF runs (embedlab.report.leaf's layout: teacher/, asymmetric/, ...); 0-2 are the
-                                   headline's seeds on the whole pool, the others the curve's smaller pools
+                                   headline's seeds on the whole pool, the others the curve's smaller pools; `leaf=`
+                                   names another folder under `out` (experiments/leaf_steps.sh: test/)
   baselines/shipped, shipped_dev   the student as released on test (+ STSb) and on dev
   baselines/finetune/<seed>        the student fine-tuned on the same labels with the teacher's recipe
 """
@@ -22,6 +23,7 @@ from embedlab.report.plots import bar_png, line_png
 from embedlab.report.significance import holm, metric_by_query, paired_arrays, paired_test
 
 TASK, METRIC = "scifact", "ndcg_at_10"
+LEAF_RUNS = "pipeline/leaf"  # the LEAF runs' folder under `out` (experiments/leaf_teacher.sh's layout)
 HEADLINE_SEEDS = 3  # leaf/0..2: the whole pool, seeds 0-2
 TEACHER, SHIPPED, FINETUNED, STUDENT, ASYMMETRIC = (
     "teacher (mpnet fine-tuned on fit claims)",
@@ -47,10 +49,10 @@ def mean_metric(runs: list[Path], task: str = TASK, metric: str = METRIC) -> flo
     return sum(_metric(r, task, metric) for r in runs) / len(runs)
 
 
-def systems(out: str | Path) -> dict[str, list[Path]]:
-    """Headline system -> its run folders (one per seed)."""
+def systems(out: str | Path, leaf: str = LEAF_RUNS) -> dict[str, list[Path]]:
+    """Headline system -> its run folders (one per seed); the LEAF runs 0-2 under `out`/`leaf`."""
     out = Path(out)
-    leaf, base = out / "pipeline" / "leaf", out / "baselines"
+    leaf, base = out / leaf, out / "baselines"
     seeds = [leaf / str(i) for i in range(HEADLINE_SEEDS)]
     return {
         TEACHER: [leaf / "0" / "teacher"],  # the teacher evaluated inside the first LEAF run, on test
@@ -61,12 +63,15 @@ def systems(out: str | Path) -> dict[str, list[Path]]:
     }
 
 
-def headline(out: str | Path, resamples: int = 10_000) -> dict:
+def headline(
+    out: str | Path, resamples: int = 10_000, leaf: str = LEAF_RUNS, teacher: str | Path | None = None
+) -> dict:
     """{"systems": [...], "tests": [...], "dev": {...}}: SciFact test nDCG@10 (mean and std over seeds), share of the
     teacher and STSb Spearman per system; per test the mean per-query difference, the raw randomization p (seeds
-    averaged per query, as embedlab-report) and the Holm-adjusted p over the five tests."""
+    averaged per query, as embedlab-report) and the Holm-adjusted p over the five tests. `teacher`: the teacher's
+    training run, whose metrics.json is its SciFact dev score (default `out`/pipeline/teacher)."""
     out = Path(out)
-    found = systems(out)
+    found = systems(out, leaf)
     top = mean_metric(found[TEACHER])
     rows = []
     for name, runs in found.items():
@@ -85,16 +90,18 @@ def headline(out: str | Path, resamples: int = 10_000) -> dict:
         tests.append({"system": system, "baseline": baseline, "diff": result.mean_diff, "p": result.p_value})
     for test, adjusted in zip(tests, holm([t["p"] for t in tests]), strict=True):
         test["p_holm"] = adjusted
-    dev = {"teacher": _metric(out / "pipeline" / "teacher"), "shipped": _metric(out / "baselines" / "shipped_dev")}
+    teacher = out / "pipeline" / "teacher" if teacher is None else Path(teacher)
+    dev = {"teacher": _metric(teacher), "shipped": _metric(out / "baselines" / "shipped_dev")}
     return {"systems": rows, "tests": tests, "dev": dev}
 
 
-def curve(out: str | Path, pool_texts: dict[str, int]) -> list[dict]:
-    """One row per LEAF run (pipeline/leaf/<i>): its pool size (`pool_texts[i]`, counted from the data by the
+def curve(out: str | Path, pool_texts: dict[str, int], leaf: str = LEAF_RUNS) -> list[dict]:
+    """One row per LEAF run (`out`/`leaf`/<i>): its pool size (`pool_texts[i]`, counted from the data by the
     caller), seed, steps, student and asymmetric nDCG@10 and their share of the run's own teacher, STSb, and the
     held-out student–teacher cosine before -> after training."""
     rows = []
-    for run in sorted((Path(out) / "pipeline" / "leaf").iterdir(), key=lambda p: int(p.name)):
+    runs = [p for p in (Path(out) / leaf).iterdir() if p.is_dir()]  # not the <i>.lock files of two-copy scripts
+    for run in sorted(runs, key=lambda p: int(p.name)):
         manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
         top = _metric(run / "teacher")
         student, asym = _metric(run), _metric(run / "asymmetric")
