@@ -13,23 +13,5 @@ DEV_ROOT="$OUT/data"
 "$BIN/python" experiments/scifact_data.py "$DEV_ROOT" --dev 200
 "$BIN/embedlab-train" -m experiment=leaf_demo optim.lr="${LRS:-1e-5,3e-5,1e-4}" data.root="$DEV_ROOT" \
     data.sources.0.split=fit eval.split=dev export=false hydra.sweep.dir="$OUT/runs"
-"$BIN/python" - "$OUT/runs" <<'PY'
-import json, sys
-from pathlib import Path
-
-from omegaconf import OmegaConf
-
-rows = []
-for run in sorted(Path(sys.argv[1]).glob("*/manifest.json")):
-    run = run.parent
-    results = json.loads((run / "results.json").read_text())
-    summary = json.loads((run / "manifest.json").read_text())["summary"]
-    lr = OmegaConf.load(run / "config.yaml").optim.lr  # the resolved config each run writes
-    rows.append((str(lr), results["asymmetric"]["scifact"]["ndcg_at_10"], results["student"]["scifact"]["ndcg_at_10"],
-                 results["student"]["stsb"]["cosine_spearman"], summary["heldout_cosine_before"], summary["heldout_cosine"]))
-print(f"{'lr':>8} {'dev asym nDCG@10':>17} {'dev student nDCG@10':>20} {'STSb dev':>9} {'held-out cos':>16}")
-for lr, asym, student, sts, before, after in rows:
-    print(f"{lr:>8} {asym:17.4f} {student:20.4f} {sts:9.4f} {before:7.3f} -> {after:.3f}")
-kept = [r for r in rows if r[5] >= r[4]] or rows
-print(f"chosen on dev: lr {max(kept, key=lambda r: r[1])[0]} (highest dev asymmetric nDCG@10, held-out cosine not down)")
-PY
+LR=$("$BIN/python" "$(dirname "$0")/leaf_dev_choice.py" "$OUT/runs" --by optim.lr)  # the rule above
+echo "chosen on dev: lr $LR (highest dev asymmetric nDCG@10, held-out cosine not down)"

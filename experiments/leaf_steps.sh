@@ -50,24 +50,7 @@ for steps in ${STEPS//,/ }; do
     done
 done
 for steps in ${STEPS//,/ }; do for pool in 20k 45k; do settled "$OUT/dev/${pool}_$steps"; done; done
-CHOICE=$("$BIN/python" - "$OUT/dev" <<'PY'
-import json, sys
-from pathlib import Path
-
-rows = []
-for manifest in sorted(Path(sys.argv[1]).glob("*/manifest.json")):
-    run = manifest.parent
-    results = json.loads((run / "results.json").read_text())
-    summary = json.loads(manifest.read_text())["summary"]
-    rows.append((run.name, results["asymmetric"]["scifact"]["ndcg_at_10"], results["student"]["scifact"]["ndcg_at_10"],
-                 summary["heldout_cosine_before"], summary["heldout_cosine"]))
-print(f"{'run':>10} {'dev asym nDCG@10':>17} {'dev student nDCG@10':>20} {'held-out cos':>16}", file=sys.stderr)
-for name, asym, student, before, after in rows:
-    print(f"{name:>10} {asym:17.4f} {student:20.4f} {before:7.3f} -> {after:.3f}", file=sys.stderr)
-kept = [r for r in rows if r[4] >= r[3]] or rows
-print(max(kept, key=lambda r: r[1])[0])
-PY
-)
+CHOICE=$("$BIN/python" "$(dirname "$0")/leaf_dev_choice.py" "$OUT/dev")  # the rule above
 echo "chosen on dev: $CHOICE (pool_steps; highest dev asymmetric nDCG@10, held-out cosine not down)" \
     | tee "$OUT/dev_choices.txt"
 POOL=${CHOICE%_*}

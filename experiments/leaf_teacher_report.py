@@ -18,11 +18,11 @@ from embedlab.report import leaf_pipeline
 from embedlab.training.prepare import read_examples
 
 
-def pool_texts(leaf: Path) -> dict[str, int]:
-    """LEAF run (a folder under `leaf`) -> the texts its data config reads (held-out ones included); runs that differ
-    only in seed share a data config, read once."""
+def pool_texts(out: Path, leaf: str) -> dict[str, int]:
+    """LEAF run -> the texts its data config reads (held-out ones included); runs that differ only in seed share a
+    data config, read once."""
     counts, by_config = {}, {}
-    for run in (p for p in leaf.iterdir() if p.is_dir()):
+    for run in leaf_pipeline.leaf_runs(out, leaf):
         data = OmegaConf.load(run / "config.yaml").data
         key = OmegaConf.to_yaml(data)
         if key not in by_config:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--name", default="leaf_teacher", help="the written files' name: <out>/<name>.md, .json")
     args = parser.parse_args()
     head = leaf_pipeline.headline(args.out, leaf=args.leaf, teacher=args.teacher)
-    sizes = pool_texts(args.out / args.leaf)
+    sizes = pool_texts(args.out, args.leaf)
     rows = leaf_pipeline.curve(args.out, sizes, leaf=args.leaf)
     md, js = args.out / f"{args.name}.md", args.out / f"{args.name}.json"
     write_json_atomic(js, {"headline": head, "pool_texts": sizes, "curve": rows})

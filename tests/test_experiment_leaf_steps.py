@@ -3,6 +3,7 @@ every test seed once, the choice follows the script's dev rule, and the test run
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ case $(basename "$0") in
         echo "{\\"summary\\": $summary}" > "$dir/manifest.json" ;;
     embedlab-report) echo report >> "$LOG" ;;
     python)
-        if [ "$1" = - ]; then exec "$REAL_PYTHON" "$@"; fi
+        if [[ $1 != */leaf_teacher_report.py ]]; then exec "$REAL_PYTHON" "$@"; fi  # the dev rule runs for real
         echo "headline ${*:2}" >> "$LOG" ;;
 esac
 """
@@ -73,3 +74,18 @@ def test_without_a_finished_teacher_it_stops_with_one_line(tmp_path: Path) -> No
         result.stderr == f"leaf_steps.sh: no finished teacher at {tmp_path}/nowhere/pipeline/teacher -- run "
         f"experiments/leaf_teacher.sh {tmp_path}/nowhere first\n"
     )
+
+
+def test_the_dev_rule_names_the_choice_by_a_config_key(tmp_path: Path) -> None:
+    """leaf_lr_dev.sh's use: the chosen run named by its learning rate; a higher run whose cosine fell is skipped."""
+    for name, lr, asym, after in (("0", 1e-5, 0.50, 0.8), ("1", 1e-4, 0.55, 0.8), ("2", 3e-4, 0.60, 0.4)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(f"optim:\n  lr: {lr}\n")
+        (run / "results.json").write_text(json.dumps({"asymmetric": {"scifact": {"ndcg_at_10": asym}},
+                                                      "student": {"scifact": {"ndcg_at_10": 0.6}}}))  # fmt: skip
+        summary = {"heldout_cosine_before": 0.7, "heldout_cosine": after}
+        (run / "manifest.json").write_text(json.dumps({"summary": summary}))
+    rule = [sys.executable, str(SCRIPT.parent / "leaf_dev_choice.py"), str(tmp_path), "--by", "optim.lr"]
+    done = subprocess.run(rule, capture_output=True, text=True, check=True)
+    assert done.stdout == "0.0001\n"

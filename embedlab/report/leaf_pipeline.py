@@ -95,13 +95,17 @@ def headline(
     return {"systems": rows, "tests": tests, "dev": dev}
 
 
+def leaf_runs(out: str | Path, leaf: str = LEAF_RUNS) -> list[Path]:
+    """The LEAF run folders `out`/`leaf`/<i> in order of i (not the <i>.lock files two-copy scripts leave beside)."""
+    return sorted((p for p in (Path(out) / leaf).iterdir() if p.is_dir()), key=lambda p: int(p.name))
+
+
 def curve(out: str | Path, pool_texts: dict[str, int], leaf: str = LEAF_RUNS) -> list[dict]:
     """One row per LEAF run (`out`/`leaf`/<i>): its pool size (`pool_texts[i]`, counted from the data by the
     caller), seed, steps, student and asymmetric nDCG@10 and their share of the run's own teacher, STSb, and the
     held-out student–teacher cosine before -> after training."""
     rows = []
-    runs = [p for p in (Path(out) / leaf).iterdir() if p.is_dir()]  # not the <i>.lock files of two-copy scripts
-    for run in sorted(runs, key=lambda p: int(p.name)):
+    for run in leaf_runs(out, leaf):
         manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
         top = _metric(run / "teacher")
         student, asym = _metric(run), _metric(run / "asymmetric")
