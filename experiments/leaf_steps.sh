@@ -10,6 +10,7 @@
 #   2. test: seeds 0-2 at the chosen point, and the baselines on this commit (leaf_baselines.sh).
 #   3. the headline (experiments/leaf_teacher_report.py: Holm over its five paired tests) and embedlab-report.
 #   bash experiments/leaf_steps.sh [out] [leaf_teacher out]      (finished runs are skipped: rerun to resume)
+#   GRID_POOLS=45k STAGE=dev bash experiments/leaf_steps.sh ...    (one pool's dev points and the choice only)
 # Two copies, one per core (`taskset -c 0` / `-c 1`, OMP_NUM_THREADS=1), share the runs (experiments/claim.sh); the
 # dev runs go longest first so the copies finish together. Cost, one run per core, native bf16 (AVX2 fp32 ~1.7x):
 # training ~1.9 s/step (320 steps ~10 min, 2,560 ~80 min) + dev or test evaluation ~8 min; the teacher's tables of
@@ -25,6 +26,8 @@ OUT=${1:-outputs/leaf_steps}
 SRC=${2:-outputs/leaf_teacher}
 BIN=${BIN:-.venv/bin}
 STEPS=${STEPS:-2560,1280,320}  # the dev grid's step counts, longest first
+GRID_POOLS=${GRID_POOLS:-20k,45k}  # the dev grid's pools (names in POOLS below)
+STAGE=${STAGE:-all}  # dev: stop after the dev grid and its choice (the test runs are a later rerun)
 DATA="$SRC/data"
 TEACHER="$SRC/pipeline/teacher"
 if [[ ! -f "$TEACHER/manifest.json" || ! -d "$TEACHER/model" ]]; then
@@ -44,15 +47,16 @@ run() {  # run <dir> <overrides...>: one LEAF run, skipped when finished or the 
 }
 
 for steps in ${STEPS//,/ }; do
-    for pool in 20k 45k; do
+    for pool in ${GRID_POOLS//,/ }; do
         # shellcheck disable=SC2086  # the pool's overrides are words
         run "dev/${pool}_$steps" seed=0 trainer.max_steps="$steps" ${POOLS[$pool]} eval.split=dev
     done
 done
-for steps in ${STEPS//,/ }; do for pool in 20k 45k; do settled "$OUT/dev/${pool}_$steps"; done; done
+for steps in ${STEPS//,/ }; do for pool in ${GRID_POOLS//,/ }; do settled "$OUT/dev/${pool}_$steps"; done; done
 CHOICE=$("$BIN/python" "$(dirname "$0")/leaf_dev_choice.py" "$OUT/dev")  # the rule above
 echo "chosen on dev: $CHOICE (pool_steps; highest dev asymmetric nDCG@10, held-out cosine not down)" \
     | tee "$OUT/dev_choices.txt"
+[[ $STAGE == dev ]] && exit 0
 POOL=${CHOICE%_*}
 for seed in 0 1 2; do
     # shellcheck disable=SC2086

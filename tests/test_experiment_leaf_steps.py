@@ -38,7 +38,8 @@ esac
 """
 
 
-def test_two_copies_run_the_dev_grid_and_the_chosen_point_once(tmp_path: Path) -> None:
+def run_two_copies(tmp_path: Path, **env_vars: str) -> tuple[list[list[str]], Path, Path]:
+    """Both copies of the script over fake commands, to the end: (the logged calls, out, the teacher's folder)."""
     bin_dir, src, out, log = tmp_path / "bin", tmp_path / "leaf_teacher", tmp_path / "out", tmp_path / "log"
     bin_dir.mkdir()
     for name in ("embedlab-train", "embedlab-eval", "embedlab-report", "python"):
@@ -47,13 +48,22 @@ def test_two_copies_run_the_dev_grid_and_the_chosen_point_once(tmp_path: Path) -
     teacher = src / "pipeline" / "teacher"
     (teacher / "model").mkdir(parents=True)
     (teacher / "manifest.json").write_text("{}")
-    env = {**os.environ, "BIN": str(bin_dir), "LOG": str(log), "OUT": str(out), "REAL_PYTHON": sys.executable}
+    env = {**os.environ, "BIN": str(bin_dir), "LOG": str(log), "OUT": str(out), "REAL_PYTHON": sys.executable,
+           **env_vars}  # fmt: skip
     script = ["bash", str(SCRIPT), str(out), str(src)]
     copies = [subprocess.Popen(script, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     assert [c.wait(timeout=120) for c in copies] == [0, 0], [c.stderr.read() for c in copies if c.stderr]
+    return [line.split() for line in log.read_text().splitlines()], out, teacher
 
-    lines = [line.split() for line in log.read_text().splitlines()]
-    runs = [line[1:] for line in lines if line[0] == "embedlab-train" and line[1].startswith(("dev/", "test/"))]
+
+def trained(lines: list[list[str]], *prefixes: str) -> list[list[str]]:
+    """The training runs under these folders: [folder, steps, pool, teacher]."""
+    return [line[1:] for line in lines if line[0] == "embedlab-train" and line[1].startswith(prefixes)]
+
+
+def test_two_copies_run_the_dev_grid_and_the_chosen_point_once(tmp_path: Path) -> None:
+    lines, out, teacher = run_two_copies(tmp_path)
+    runs = trained(lines, "dev/", "test/")
     model = f"{teacher}/model"
     dev = [[f"dev/{pool}_{steps}", steps, pool, model] for steps in ("2560", "1280", "320") for pool in ("20k", "45k")]
     test = [[f"test/{seed}", "1280", "45k", model] for seed in range(3)]
@@ -64,6 +74,15 @@ def test_two_copies_run_the_dev_grid_and_the_chosen_point_once(tmp_path: Path) -
                          "baselines/shipped", "baselines/shipped_dev"]  # fmt: skip
     headline = [line for line in lines if line[0] == "headline"]
     assert headline == [["headline", str(out), "--leaf", "test", "--teacher", str(teacher), "--name", "leaf_steps"]] * 2
+
+
+def test_a_dev_only_grid_over_one_pool_stops_at_the_choice(tmp_path: Path) -> None:
+    """GRID_POOLS=45k STAGE=dev: the 45k dev points only, the choice written, no test run, baseline or report."""
+    lines, out, teacher = run_two_copies(tmp_path, GRID_POOLS="45k", STAGE="dev")
+    model = f"{teacher}/model"
+    assert sorted(trained(lines, "")) == sorted([f"dev/45k_{n}", n, "45k", model] for n in ("2560", "1280", "320"))
+    assert "chosen on dev: 45k_1280" in (out / "dev_choices.txt").read_text()
+    assert [line[0] for line in lines if line[0] != "embedlab-train"] == []
 
 
 def test_without_a_finished_teacher_it_stops_with_one_line(tmp_path: Path) -> None:
