@@ -148,3 +148,32 @@ def test_a_bad_per_query_line_is_one_clear_error(pipeline_out: Path, tmp_path: P
                            str(tmp_path / "record")], capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"{bad}, line 7: not valid JSON" in done.stderr
+
+
+def dev_run(root: Path, name: str, asym: float, before: float, after: float, stsb: float | None = None) -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    student = {"scifact": {"ndcg_at_10": asym + 0.05}} | ({"stsb": {"cosine_spearman": stsb}} if stsb else {})
+    (run / "results.json").write_text(json.dumps({"asymmetric": {"scifact": {"ndcg_at_10": asym}}, "student": student}))
+    summary = {"steps": int(name.split("_")[1]), "heldout_cosine_before": before, "heldout_cosine": after}
+    (run / "manifest.json").write_text(json.dumps({"summary": summary}))
+    (run / "config.yaml").write_text(f"trainer:\n  max_steps: {summary['steps']}\n")
+
+
+def test_the_dev_rule_skips_a_run_whose_heldout_cosine_fell(tmp_path: Path) -> None:
+    dev_run(tmp_path, "45k_320", 0.55, 0.73, 0.76, stsb=0.85)
+    dev_run(tmp_path, "45k_1280", 0.58, 0.73, 0.79)
+    dev_run(tmp_path, "45k_2560", 0.61, 0.73, 0.70)  # the highest, but its cosine fell: a collapse
+    (tmp_path / "45k_5120").mkdir()  # unfinished: no manifest
+    rows = lp.dev_runs(tmp_path)
+    assert [(r["run"], r["steps"]) for r in rows] == [("45k_1280", 1280), ("45k_2560", 2560), ("45k_320", 320)]
+    assert rows[2]["student"] == pytest.approx(0.60) and rows[2]["stsb"] == 0.85 and rows[0]["stsb"] is None
+    assert lp.dev_choice(rows)["run"] == "45k_1280"
+    assert lp.dev_markdown(rows).splitlines()[2:4] == [
+        "| **45k_1280** (chosen) | 0.5800 | 0.6300 | — | 0.730 -> 0.790 |",
+        "| 45k_2560 | 0.6100 | 0.6600 | — | 0.730 -> 0.700 |",
+    ]
+    assert [r["run"] for r in lp.dev_runs(tmp_path, by="trainer.max_steps")] == ["1280", "2560", "320"]
+    for row in rows:
+        row["after"] = 0.70  # every cosine fell: the rule falls back to the highest of all
+    assert lp.dev_choice(rows)["run"] == "45k_2560"

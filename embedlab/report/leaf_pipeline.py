@@ -1,7 +1,8 @@
 """The LEAF-from-a-stronger-teacher pipeline read for its headline (experiments/leaf_teacher.sh, conf/pipeline/
 leaf_teacher.yaml): the teacher, the student as shipped, the student fine-tuned directly on the teacher's labels, the
 LEAF student and the asymmetric pair on SciFact test, paired tests between them (Holm-corrected together), and the
-curve of each LEAF run's share of its teacher against the number of distillation texts.
+curve of each LEAF run's share of its teacher against the number of distillation texts; and the LEAF dev rule
+(`dev_runs`, `dev_choice`: experiments/leaf_lr_dev.sh, leaf_steps.sh).
 
 The folder layout read (`out`, or a record of it made by experiments/record.py):
   pipeline/teacher                 the fine-tuned teacher (its metrics.json: SciFact dev); `teacher=` names another
@@ -17,6 +18,8 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from embedlab.errors import EmbedlabError
 from embedlab.report.plots import bar_png, line_png
@@ -184,3 +187,48 @@ def figures(head: dict, rows: list[dict], out_dir: str | Path) -> list[Path]:
         logx=True,
     )
     return [bars, line]
+
+
+def dev_runs(runs: str | Path, by: str | None = None) -> list[dict]:
+    """One row per finished dev run under `runs` (<run>/manifest.json), by folder name: the run's name (or with `by`
+    its resolved config value, e.g. optim.lr), steps, dev asymmetric and student nDCG@10, STSb dev Spearman (None
+    without it) and the held-out student–teacher cosine before -> after."""
+    rows = []
+    for manifest in sorted(Path(runs).glob("*/manifest.json")):
+        run = manifest.parent
+        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+        summary = json.loads(manifest.read_text(encoding="utf-8"))["summary"]
+        label = str(OmegaConf.select(OmegaConf.load(run / "config.yaml"), by)) if by else run.name
+        rows.append(
+            {
+                "run": label,
+                "steps": summary.get("steps"),
+                "asym": results["asymmetric"][TASK][METRIC],
+                "student": results["student"][TASK][METRIC],
+                "stsb": results["student"].get("stsb", {}).get("cosine_spearman"),
+                "before": summary["heldout_cosine_before"],
+                "after": summary["heldout_cosine"],
+            }
+        )
+    return rows
+
+
+def dev_choice(rows: list[dict]) -> dict:
+    """The LEAF dev rule, fixed before the runs: the highest dev asymmetric nDCG@10 among the runs whose held-out
+    cosine did not fall (a collapse shows there first); among all runs if every one fell."""
+    kept = [r for r in rows if r["after"] >= r["before"]] or rows
+    return max(kept, key=lambda r: r["asym"])
+
+
+def dev_markdown(rows: list[dict], by: str = "run") -> str:
+    """The dev runs as a markdown table, the chosen one in bold."""
+    chosen = dev_choice(rows)["run"] if rows else None
+    lines = [f"| {by} | dev asymmetric nDCG@10 | dev student nDCG@10 | STSb dev Spearman | held-out cosine |",
+             "|---|---:|---:|---:|---|"]  # fmt: skip
+    for r in rows:
+        name = f"**{r['run']}** (chosen)" if r["run"] == chosen else r["run"]
+        sts = "—" if r["stsb"] is None else f"{r['stsb']:.4f}"
+        lines.append(
+            f"| {name} | {r['asym']:.4f} | {r['student']:.4f} | {sts} | {r['before']:.3f} -> {r['after']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
