@@ -164,4 +164,8 @@ def test_experiments_notebook_draws_the_recorded_results() -> None:
     assert [n for n in sweeps if f"{n}: the same table as the sweep's own report: True" in text] == recorded
     assert [n for n in sweeps if f"{n}: not recorded yet" in text] == [n for n in sweeps if n not in recorded]
     figures = {"kalm_v2_sweep": 5, "lg_anna_lists": 2, "lg_anna_decoder": 1, "kalm_v2_genq": 2}
-    assert images == 2 + sum(figures[n] for n in recorded)  # + the LEAF systems' bars and curve
+    # LEAF trained longer: the dev grid's choice recomputed equals the script's, and one figure (the loss curves)
+    steps = (RECORDS / "leaf_steps" / "dev").is_dir()
+    assert ("the same choice as the script's dev_choices.txt: True" in text) == steps
+    assert ("leaf_steps: not recorded yet" in text) != steps
+    assert images == 2 + steps + sum(figures[n] for n in recorded)  # + the LEAF systems' bars and curve

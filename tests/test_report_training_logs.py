@@ -69,6 +69,8 @@ def test_curves_average_each_step_over_the_runs_that_logged_it(tmp_path: Path) -
     assert curves["loss=focal_infonce"] == ([0, 1], [6.0, 4.0])
     # synthetic_rank: seed 0 logged NaN at step 1, so that step is seed 1's alone; focal never logged it
     assert log_curves(logs, "synthetic_rank") == {"loss=infonce": ([0, 1, 2], [1.5, 3.0, 4.0])}
+    # a trailing mean over 2 logged steps: each point with the one before it (the first alone)
+    assert log_curves(logs, "positive_rank", window=2)["loss=infonce"] == ([0, 1, 2], [35.0, 27.5, 15.0])
 
 
 def test_a_resumed_run_s_later_version_overrides_the_steps_it_repeats(tmp_path: Path) -> None:

@@ -101,9 +101,11 @@ def summary_csv(rows: Sequence[dict], names: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def log_curves(logs: Mapping[str, Sequence[Log]], name: str) -> dict[str, tuple[list[int], list[float]]]:
+def log_curves(
+    logs: Mapping[str, Sequence[Log]], name: str, window: int = 1
+) -> dict[str, tuple[list[int], list[float]]]:
     """Per configuration that logged `name`: (steps, value at each step averaged over the runs that logged that
-    step)."""
+    step), then with `window` > 1 the trailing mean over that many logged steps (a per-batch loss is noisy)."""
     curves = {}
     for configuration, run_logs in logs.items():
         by_step: dict[int, list[float]] = {}
@@ -112,16 +114,20 @@ def log_curves(logs: Mapping[str, Sequence[Log]], name: str) -> dict[str, tuple[
                 by_step.setdefault(step, []).append(value)
         if by_step:
             steps = sorted(by_step)
-            curves[configuration] = (steps, [statistics.fmean(by_step[s]) for s in steps])
+            values = [statistics.fmean(by_step[s]) for s in steps]
+            smoothed = [statistics.fmean(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
+            curves[configuration] = (steps, smoothed)
     return curves
 
 
-def log_figures(logs: Mapping[str, Sequence[Log]], names: Sequence[str], out_dir: Path) -> list[Path]:
-    """One PNG per logged name: its curve over training steps, one line per configuration (mean over seeds)."""
+def log_figures(logs: Mapping[str, Sequence[Log]], names: Sequence[str], out_dir: Path, window: int = 1) -> list[Path]:
+    """One PNG per logged name: its curve over training steps, one line per configuration (mean over seeds;
+    `window` as in `log_curves`)."""
     written = []
     for name in names:
-        curves = log_curves(logs, name)
+        curves = log_curves(logs, name, window)
         if curves:
-            title = f"{name} per training step (mean over seeds)"
+            title = f"{name} per training step (mean over seeds"
+            title += f", trailing mean of {window} logged steps)" if window > 1 else ")"
             written.append(line_png(out_dir / f"log_{name}.png", curves, title=title, xlabel="step", ylabel=name))
     return written
