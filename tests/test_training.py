@@ -398,3 +398,21 @@ def test_train_runs_from_python_with_a_composed_config(tok, tmp_path, real_data,
 
     start, trained = (load_file(tmp_path / f / "model.safetensors") for f in ("student", "run/model"))
     assert start.keys() == trained.keys() and any(not torch.equal(start[k], trained[k]) for k in start)
+
+
+@pytest.mark.slow  # a real (tiny) run of 0 steps on the real SciFact data
+def test_a_run_of_zero_steps_evaluates_its_start_as_the_trained_student(tok, tmp_path, real_data, monkeypatch) -> None:
+    """Lightning skips every train hook of a fit with no step; the run still writes the student's row and files (the
+    closed-form start of LEAF's grids), equal to the row before training."""
+    from embedlab.config.build import compose
+    from embedlab.training import train
+
+    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
+    tiny_encoder(tok, projection=None).save(tmp_path / "student")
+    overrides = [f"model.path={tmp_path / 'student'}", "trainer.max_steps=0", "eval.limit=5", "eval.max_docs=50"]
+    overrides += ["logger=csv", "data.batch_size=4", "data.max_length=32", f"data.root={real_data}"]
+    result = train(compose("train", overrides), tmp_path / "run")
+    assert result["summary"]["steps"] == 0
+    assert result["systems"]["student"] == result["systems"]["student (before)"] != {}
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["scifact"] == result["systems"]["student"]["scifact"]
