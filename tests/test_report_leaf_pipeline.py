@@ -154,7 +154,10 @@ def dev_run(root: Path, name: str, asym: float, before: float, after: float, sts
     run = root / name
     run.mkdir(parents=True)
     student = {"scifact": {"ndcg_at_10": asym + 0.05}} | ({"stsb": {"cosine_spearman": stsb}} if stsb else {})
-    (run / "results.json").write_text(json.dumps({"asymmetric": {"scifact": {"ndcg_at_10": asym}}, "student": student}))
+    results = {"asymmetric": {"scifact": {"ndcg_at_10": asym}}, "student": student}
+    if stsb:  # evaluated before training too: the closed-form start
+        results |= {"asymmetric (before)": {"scifact": {"ndcg_at_10": 0.5}}, "student (before)": {"scifact": {}}}
+    (run / "results.json").write_text(json.dumps(results))
     summary = {"steps": int(name.split("_")[1]), "heldout_cosine_before": before, "heldout_cosine": after}
     (run / "manifest.json").write_text(json.dumps({"summary": summary}))
     (run / "config.yaml").write_text(f"trainer:\n  max_steps: {summary['steps']}\n")
@@ -169,6 +172,8 @@ def test_the_dev_rule_skips_a_run_whose_heldout_cosine_fell(tmp_path: Path) -> N
     assert [(r["run"], r["steps"]) for r in rows] == [("45k_1280", 1280), ("45k_2560", 2560), ("45k_320", 320)]
     assert rows[2]["student"] == pytest.approx(0.60) and rows[2]["stsb"] == 0.85 and rows[0]["stsb"] is None
     assert lp.dev_choice(rows)["run"] == "45k_1280"
+    assert (rows[2]["asym_start"], rows[2]["student_start"], rows[0]["asym_start"]) == (0.5, None, None)
+    assert lp.dev_markdown(rows).splitlines()[4] == "| 45k_320 | 0.5000 -> 0.5500 | 0.6000 | 0.8500 | 0.730 -> 0.760 |"
     assert lp.dev_markdown(rows).splitlines()[2:4] == [
         "| **45k_1280** (chosen) | 0.5800 | 0.6300 | — | 0.730 -> 0.790 |",
         "| 45k_2560 | 0.6100 | 0.6600 | — | 0.730 -> 0.700 |",

@@ -191,8 +191,9 @@ def figures(head: dict, rows: list[dict], out_dir: str | Path) -> list[Path]:
 
 def dev_runs(runs: str | Path, by: str | None = None) -> list[dict]:
     """One row per finished dev run under `runs` (<run>/manifest.json), by folder name: the run's name (or with `by`
-    its resolved config value, e.g. optim.lr), steps, dev asymmetric and student nDCG@10, STSb dev Spearman (None
-    without it) and the held-out student–teacher cosine before -> after."""
+    its resolved config value, e.g. optim.lr), steps, dev asymmetric and student nDCG@10 after training and at the
+    start (the closed-form student, evaluated before training; None if it was not), STSb dev Spearman (None without
+    it) and the held-out student–teacher cosine before -> after."""
     rows = []
     for manifest in sorted(Path(runs).glob("*/manifest.json")):
         run = manifest.parent
@@ -205,6 +206,8 @@ def dev_runs(runs: str | Path, by: str | None = None) -> list[dict]:
                 "steps": summary.get("steps"),
                 "asym": results["asymmetric"][TASK][METRIC],
                 "student": results["student"][TASK][METRIC],
+                "asym_start": results.get("asymmetric (before)", {}).get(TASK, {}).get(METRIC),
+                "student_start": results.get("student (before)", {}).get(TASK, {}).get(METRIC),
                 "stsb": results["student"].get("stsb", {}).get("cosine_spearman"),
                 "before": summary["heldout_cosine_before"],
                 "after": summary["heldout_cosine"],
@@ -221,14 +224,18 @@ def dev_choice(rows: list[dict]) -> dict:
 
 
 def dev_markdown(rows: list[dict], by: str = "run") -> str:
-    """The dev runs as a markdown table, the chosen one in bold."""
+    """The dev runs as a markdown table, the chosen one in bold; nDCG@10 as start -> trained where the start was
+    evaluated."""
     chosen = dev_choice(rows)["run"] if rows else None
+
+    def moved(start: float | None, after: float) -> str:
+        return f"{after:.4f}" if start is None else f"{start:.4f} -> {after:.4f}"
+
     lines = [f"| {by} | dev asymmetric nDCG@10 | dev student nDCG@10 | STSb dev Spearman | held-out cosine |",
              "|---|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         name = f"**{r['run']}** (chosen)" if r["run"] == chosen else r["run"]
         sts = "—" if r["stsb"] is None else f"{r['stsb']:.4f}"
-        lines.append(
-            f"| {name} | {r['asym']:.4f} | {r['student']:.4f} | {sts} | {r['before']:.3f} -> {r['after']:.3f} |"
-        )
+        asym, student = moved(r["asym_start"], r["asym"]), moved(r["student_start"], r["student"])
+        lines.append(f"| {name} | {asym} | {student} | {sts} | {r['before']:.3f} -> {r['after']:.3f} |")
     return "\n".join(lines) + "\n"
