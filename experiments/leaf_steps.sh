@@ -13,8 +13,9 @@
 #   GRID_POOLS=45k STAGE=dev bash experiments/leaf_steps.sh ...    (one pool's dev points and the choice only)
 # Two copies, one per core (`taskset -c 0` / `-c 1`, OMP_NUM_THREADS=1), share the runs (experiments/claim.sh); the
 # dev runs go longest first so the copies finish together. Cost, one run per core, native bf16 (AVX2 fp32 ~1.7x):
-# training ~1.9 s/step (320 steps ~10 min, 2,560 ~80 min) + dev or test evaluation ~8 min; the teacher's tables of
-# the pools and the corpus come from leaf_teacher's cache. Dev ~2.6 h, test + baselines <= 2.5 h on 2 cores.
+# training ~2.5 s/step (measured, 2026-12-06: 320 steps ~14 min, 2,560 ~1.8 h) + dev or test evaluation ~5-8 min; the
+# teacher's tables of the pools and the corpus come from leaf_teacher's cache. The full dev grid ~3.5 h, test +
+# baselines ~2.5 h on 2 cores (GRID_POOLS=45k STEPS=1280,640,320: ~1 h).
 # Results (default <out> = outputs/leaf_steps):
 #   <out>/dev/<pool>_<steps>, <out>/dev_choices.txt      the dev grid and the choice
 #   <out>/test/0-2, <out>/baselines/...                  seeds at the chosen point; the baselines
