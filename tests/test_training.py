@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -379,17 +380,23 @@ def test_one_description_of_what_a_batch_provides(tok) -> None:
         assert filled == set(kind.provides), name
 
 
-@pytest.mark.slow  # a real (tiny) training run on the real SciFact data, through the library entry
-def test_train_runs_from_python_with_a_composed_config(tok, tmp_path, real_data, monkeypatch) -> None:
-    """`embedlab.training.train` needs no command line: a composed config and a folder are all it takes."""
+def train_tiny(tok, tmp_path: Path, real_data: Path, monkeypatch, steps: int) -> dict:
+    """A tiny random encoder trained `steps` steps on the real SciFact pairs through `embedlab.training.train`, into
+    `tmp_path`/run (5 queries, 50 documents evaluated)."""
     from embedlab.config.build import compose
     from embedlab.training import train
 
     monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
     tiny_encoder(tok, projection=None).save(tmp_path / "student")
-    overrides = [f"model.path={tmp_path / 'student'}", "trainer.max_steps=3", "eval.limit=5", "eval.max_docs=50"]
+    overrides = [f"model.path={tmp_path / 'student'}", f"trainer.max_steps={steps}", "eval.limit=5", "eval.max_docs=50"]
     overrides += ["logger=csv", "data.batch_size=4", "data.max_length=32", f"data.root={real_data}"]
-    result = train(compose("train", overrides), tmp_path / "run")
+    return train(compose("train", overrides), tmp_path / "run")
+
+
+@pytest.mark.slow  # a real (tiny) training run on the real SciFact data, through the library entry
+def test_train_runs_from_python_with_a_composed_config(tok, tmp_path, real_data, monkeypatch) -> None:
+    """`embedlab.training.train` needs no command line: a composed config and a folder are all it takes."""
+    result = train_tiny(tok, tmp_path, real_data, monkeypatch, steps=3)
     assert result["summary"]["steps"] == 3
     assert list(result["systems"]) == ["student (before)", "student"]
     written = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -404,14 +411,7 @@ def test_train_runs_from_python_with_a_composed_config(tok, tmp_path, real_data,
 def test_a_run_of_zero_steps_evaluates_its_start_as_the_trained_student(tok, tmp_path, real_data, monkeypatch) -> None:
     """Lightning skips every train hook of a fit with no step; the run still writes the student's row and files (the
     closed-form start of LEAF's grids), equal to the row before training."""
-    from embedlab.config.build import compose
-    from embedlab.training import train
-
-    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
-    tiny_encoder(tok, projection=None).save(tmp_path / "student")
-    overrides = [f"model.path={tmp_path / 'student'}", "trainer.max_steps=0", "eval.limit=5", "eval.max_docs=50"]
-    overrides += ["logger=csv", "data.batch_size=4", "data.max_length=32", f"data.root={real_data}"]
-    result = train(compose("train", overrides), tmp_path / "run")
+    result = train_tiny(tok, tmp_path, real_data, monkeypatch, steps=0)
     assert result["summary"]["steps"] == 0
     assert result["systems"]["student"] == result["systems"]["student (before)"] != {}
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
