@@ -98,3 +98,8 @@ class EvaluationCallback(pl.Callback):
         # not already evaluated (and written) at this very step
         if self.evaluates_here(trainer) and trainer.global_step != self._last_step:
             self.evaluate(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        # A fit with no step runs none of the train hooks (Lightning skips its loop): the start is the trained student.
+        if trainer.global_step == 0 and self._last_step == -1:
+            self.on_train_end(trainer, pl_module)

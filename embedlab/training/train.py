@@ -96,9 +96,6 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         log.warning("stopped by SIGTERM at step %d; continue with resume=%s", trainer.global_step, out_dir)
         sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
     fit_seconds = round(time.perf_counter() - fit_started, 1)  # training alone (in-training evaluations included)
-    if trainer.global_step == 0:  # a fit with no step runs none of Lightning's train hooks: evaluate the start here
-        for evaluator in evaluators:
-            evaluator.on_train_end(trainer, run.module)
     if isinstance(trainer.logger, pl.loggers.WandbLogger):
         trainer.logger.experiment.finish()  # else the next job of a multirun logs into this run (Lightning reuses it)
     # The held-out cosines run the (now possibly sharded) student: under FSDP every rank runs them, rank 0 writes.
