@@ -6,15 +6,14 @@ the eager backbone, on the same module, loss, batches and optimizer.
 all-MiniLM-L6-v2, InfoNCE over SciFact train (claim, cited abstract) pairs, AdamW with gradient clipping at 1.0 on both
 sides. Each repeat runs both contenders (order alternating) from the same initial weights over the same batches:
 the compiled side's first calls pay the compilation (one graph for no-grad, one for training), reported apart; the
-timed steps come after one untimed step. Printed: the median steps/s of each side, the ratio compiled / eager, the
-first calls' seconds, the difference of the first batch's loss (eval mode: no dropout), and the commit, CPU model,
-thread count and ISA.
+timed steps come after one untimed step. Printed: every repeat's steps/s, the median (min–max) of each side, the
+ratio compiled / eager, the first calls' seconds, the difference of the first batch's loss (eval mode: no dropout),
+and the commit, CPU model, thread count and ISA.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import warnings
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import header
+from common import header, spread, turns
 
 from embedlab.data.collate import Collator
 from embedlab.data.training import read_pairs
@@ -73,11 +72,16 @@ def main() -> None:
         collate(list(enumerate(pairs[i : i + args.batch_size])))
         for i in range(0, len(pairs) - args.batch_size + 1, args.batch_size)
     ]
+    print(header("transformers"))
+    print(
+        f"all-MiniLM-L6-v2, InfoNCE, batch {args.batch_size} pairs, max {args.max_length} tokens, {args.precision}, "
+        f"{args.steps} timed steps × {args.repeats} repeats (median)\n"
+    )
     rates: dict[str, list[float]] = {"eager": [], "compiled": []}
     first_loss: dict[str, float] = {}
     first_seconds: dict[str, float] = {}  # the compiled side's first no-grad call and first step: compilation
     for repeat in range(args.repeats):
-        for side in ("eager", "compiled") if repeat % 2 == 0 else ("compiled", "eager"):
+        for side in turns(["eager", "compiled"], repeat):
             module, optimizer = build(side == "compiled", args)
             if side not in first_loss:  # without dropout: its masks come from different RNG streams on each side
                 start = time.perf_counter()
@@ -87,17 +91,14 @@ def main() -> None:
             times = train(module, optimizer, batches, args.precision == "bf16")
             first_seconds.setdefault(f"{side} step", times[0])
             rates[side].append(len(times[1:]) / sum(times[1:]))
-    eager, compiled = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
-    print(header("transformers"))
-    print(
-        f"all-MiniLM-L6-v2, InfoNCE, batch {args.batch_size} pairs, max {args.max_length} tokens, {args.precision}, "
-        f"{args.steps} timed steps × {args.repeats} repeats (median)\n"
-    )
+            print(f"  repeat {repeat + 1}: {side} {rates[side][-1]:.4g} steps/s", flush=True)
+    eager, compiled = spread(rates["eager"]), spread(rates["compiled"])
+    print()
     rows = [
-        {"side": "eager", "steps/s": eager, "ratio": 1.0},
-        {"side": "compiled (step.compile=true)", "steps/s": compiled, "ratio": compiled / eager},
+        {"side": side, "steps/s": s["median"], "min": s["min"], "max": s["max"], "ratio": s["median"] / eager["median"]}
+        for side, s in (("eager", eager), ("compiled (step.compile=true)", compiled))
     ]
-    print(format_table(rows, ["side", "steps/s", "ratio"], precision=3))
+    print(format_table(rows, ["side", "steps/s", "min", "max", "ratio"], precision=3))
     print(
         "\nfirst calls (compilation included on the compiled side): no-grad "
         f"{first_seconds['compiled no-grad']:.1f} s (eager {first_seconds['eager no-grad']:.1f} s), training step "
