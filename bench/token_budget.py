@@ -3,6 +3,7 @@
 
     python bench/token_budget.py [--steps 8] [--warmup 2] [--batch-size 64] [--max-length 256] [--chunk-tokens 2048]
                                  [--repeats 3] [--grouping random,length] [--chunk-size 16] [--clock wall]
+                                 [--stats-only]
 
 Like for like: all-MiniLM-L6-v2 on both sides, fp32, the same (claim, cited abstract) pairs in **the same batches in
 the same order** (one list of batches, drawn by embedlab's `LengthGroupedBatchSampler` with `--grouping random`:
@@ -15,7 +16,8 @@ embedlab takes the rows longest first and packs while rows × the chunk's longes
 reach the model, fit it — so its budget bounds a chunk's memory and ST's does not, and the same number gives embedlab
 smaller chunks. A third contender therefore runs embedlab at the padded size of ST's largest chunk: the same memory
 bound. Chunks per step, padded tokens per step and the largest chunk (padded tokens) of each side are printed,
-computed with each side's own chunking code on the real batches. `--chunk-size N` adds rows-only chunks (ST
+computed with each side's own chunking code on the real batches, and the unpadded tokens per step (what a padding-free
+path would encode); `--stats-only` prints just these, in seconds. `--chunk-size N` adds rows-only chunks (ST
 `mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
 
 Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
@@ -169,6 +171,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--adamw", choices=list(ADAMW), default="fused", help="AdamW's kernel, on both sides")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="cpu: samples per CPU second")
+    parser.add_argument("--stats-only", action="store_true", help="print the chunking of the batches, train nothing")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -185,6 +188,8 @@ def main() -> None:
     for grouping in args.grouping.split(","):
         batches = draw_batches(pairs, args, grouping)
         tensors = [collate([(i, pairs[i]) for i in batch]) for batch in batches]
+        unpadded = sum(int(b[g]["attention_mask"].sum()) for b in tensors for g in ("query", "documents"))
+        print(f"{grouping} batches: {unpadded / len(tensors):,.1f} unpadded tokens per step (no padding at all)")
         configs = [(None, args.chunk_tokens)] + ([(args.chunk_size, None)] if args.chunk_size else [])
         for chunking in configs:
             name = f"tokens {chunking[1]}" if chunking[1] else f"rows {chunking[0]}"
@@ -195,14 +200,20 @@ def main() -> None:
             matched = (None, st_stats["largest"])
             if chunking[1] and matched[1] != chunking[1]:  # else it is the run above again
                 sides[f"embedlab, tokens {matched[1]} (ST's largest chunk)"] = (embedlab_run, matched)
+            stats = {
+                side: st_stats if side == "sentence-transformers" else chunk_stats(tensors, "embedlab", setting)
+                for side, (_, setting) in sides.items()
+            }
+            if args.stats_only:
+                rows += [{"batches": grouping, "side": side, **stats[side]} for side in sides]
+                continue
             runs = run_rotating(
                 {side: partial(run, pairs, batches, args, setting) for side, (run, setting) in sides.items()},
                 args.repeats,
                 f"{grouping} batches, {name}, ",
             )
             peer = spread(runs["sentence-transformers"])["median"]
-            for side, (_, setting) in sides.items():
-                stats = st_stats if side == "sentence-transformers" else chunk_stats(tensors, "embedlab", setting)
+            for side in sides:
                 rate = spread(runs[side])
                 rows.append(
                     {
@@ -211,7 +222,7 @@ def main() -> None:
                         "samples/s" if args.clock == "wall" else "samples/CPU s": rate["median"],
                         "min–max": f"{rate['min']:.2f}–{rate['max']:.2f}",
                         "vs ST": rate["median"] / peer,
-                        **stats,
+                        **stats[side],
                     }
                 )
     print("\n" + format_table(rows, list(rows[0]), precision=2))
