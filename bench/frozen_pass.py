@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import re
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from common import header
+from common import encoder_flops, fp32_peak, header
 from transformers import AutoConfig, AutoTokenizer
 
 from embedlab.data import load_task
@@ -42,22 +40,6 @@ from embedlab.report.table import format_table
 
 MODELS = {"mpnet": "sentence-transformers/all-mpnet-base-v2", "minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 ST_RUNTIMES = {"onnx": "optimum.onnxruntime", "openvino": "optimum.intel"}  # what ST's backend= needs
-
-
-def cpu_info() -> tuple[str, float | None]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = re.search(r"model name\s*:\s*(.+)", text)
-    mhz = re.search(r"cpu MHz\s*:\s*([\d.]+)", text) or re.search(r"bogomips\s*:\s*([\d.]+)", text)
-    clock = float(mhz.group(1)) / (1000 if "MHz" in mhz.group(0) else 2000) if mhz else None  # bogomips = 2 × MHz
-    return (name.group(1).strip() if name else "unknown"), clock
-
-
-def useful_flops(config, lengths: list[int]) -> float:
-    """Matmul FLOPs of the encoder layers on the unpadded tokens: 2 × tokens × layer weights + attention scores
-    and mixing (4 × L² × hidden per layer); embeddings, norms and softmax are left out (< 1%)."""
-    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    weights = 4 * d * d + 2 * d * ff
-    return float(sum(2 * n * weights * layers + 4 * n * n * d * layers for n in lengths))
 
 
 def st_contender(folder: str, max_length: int, batch_size: int, backend: str = "torch") -> Callable:
@@ -137,7 +119,7 @@ def bench_model(name: str, args, data, texts: list[str], dids: list[str], peak: 
             continue
         contenders[f"embedlab {backend}"] = embedlab_contender(folder, **args.shape, backend=backend)
     lengths = [len(x) for x in AutoTokenizer.from_pretrained(folder)(texts, truncation=True, **args.cut)["input_ids"]]
-    flops = useful_flops(AutoConfig.from_pretrained(folder), lengths)
+    flops = encoder_flops(AutoConfig.from_pretrained(folder), lengths)
     # Longest first, the same batches for everyone; contenders take turns batch by batch (the order rotating), so
     # other load on a shared CPU falls on all of them alike.
     order = np.argsort([-n for n in lengths], kind="stable")
@@ -186,16 +168,9 @@ def main() -> None:
     data = load_task("scifact", limit=queries, max_docs=args.limit)  # the queries' judged documents are always kept
     dids = list(data.corpus)
     texts = [data.corpus[d] for d in dids]
-    _, clock = cpu_info()
-    clock = args.clock_ghz or clock
-    threads = torch.get_num_threads()
-    peak = threads * clock * args.flop_per_cycle if clock else None
+    peak, assumed = fp32_peak(torch.get_num_threads(), args.clock_ghz, args.flop_per_cycle)
     print(header("transformers", "sentence-transformers", "onnxruntime", "openvino"))
-    print(
-        f"fp32 peak assumed: {threads} cores × {clock} GHz × {args.flop_per_cycle} FLOP/cycle = {peak} GFLOP/s"
-        if peak
-        else "fp32 peak unknown (no clock): pass --clock-ghz"
-    )
+    print(assumed)
     print(f"SciFact: {len(texts)} documents, {len(data.qrels)} test queries for nDCG@10 over them")
     rows = [row for name in args.models.split(",") for row in bench_model(name, args, data, texts, dids, peak)]
     columns = list(rows[0])

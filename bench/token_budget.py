@@ -17,8 +17,9 @@ reach the model, fit it — so its budget bounds a chunk's memory and ST's does 
 smaller chunks. A third contender therefore runs embedlab at the padded size of ST's largest chunk: the same memory
 bound. Chunks per step, padded tokens per step and the largest chunk (padded tokens) of each side are printed,
 computed with each side's own chunking code on the real batches, and the unpadded tokens per step (what a padding-free
-path would encode); `--stats-only` prints just these, in seconds. `--chunk-size N` adds rows-only chunks (ST
-`mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
+path would encode) with the useful GFLOP per step they take (GradCache: 4 × the forward pass, `common.encoder_flops`),
+from which each side's share of the CPU's fp32 peak is printed; `--stats-only` prints just these, in seconds.
+`--chunk-size N` adds rows-only chunks (ST `mini_batch_size=N`, embedlab `step.chunk_size=N`) as a reference.
 
 Each configuration runs `--repeats` times per side, the order rotating (each side goes first in turn); every run is
 printed; the table gives each side's median samples/s, min–max, (steps × batch / seconds over the `--steps` steps after
@@ -41,9 +42,9 @@ from functools import partial
 
 import pytorch_lightning as pl
 import torch
-from common import header, run_rotating, spread
+from common import encoder_flops, fp32_peak, header, run_rotating, spread
 from train_throughput import ADAMW, ST_WEIGHT_DECAY, FixedBatches, StepTimer, draw_batches
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from embedlab.data.collate import Collator
 from embedlab.data.training import PairExample, read_pairs
@@ -178,7 +179,11 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     pairs = read_pairs("scifact", "train")
     collate = Collator(AutoTokenizer.from_pretrained(resolve_model(MODEL)), args.max_length)
+    config = AutoConfig.from_pretrained(resolve_model(MODEL))
     print(header("sentence-transformers", "transformers"))
+    # --clock cpu counts CPU seconds of all threads: its share is of one core's peak
+    peak, assumed = fp32_peak(1 if args.clock == "cpu" else torch.get_num_threads())
+    print(assumed)
     print(
         f"{MODEL}, fp32, {len(pairs)} SciFact train pairs, batch {args.batch_size}, max {args.max_length} tokens, "
         f"{args.steps} timed steps after {args.warmup}, {args.repeats} repeats, gradient norm clipped to 1.0, "
@@ -188,8 +193,13 @@ def main() -> None:
     for grouping in args.grouping.split(","):
         batches = draw_batches(pairs, args, grouping)
         tensors = [collate([(i, pairs[i]) for i in batch]) for batch in batches]
-        unpadded = sum(int(b[g]["attention_mask"].sum()) for b in tensors for g in ("query", "documents"))
-        print(f"{grouping} batches: {unpadded / len(tensors):,.1f} unpadded tokens per step (no padding at all)")
+        lengths = [n for b in tensors for g in ("query", "documents") for n in b[g]["attention_mask"].sum(1).tolist()]
+        # GradCache's useful work: a gradient-free pass, then forward + backward (2x) again, chunk by chunk
+        gflop = 4 * encoder_flops(config, lengths) / len(tensors) / 1e9
+        print(
+            f"{grouping} batches: {sum(lengths) / len(tensors):,.1f} unpadded tokens per step (no padding at all), "
+            f"{gflop:,.1f} useful GFLOP per step (4 x the forward pass on the unpadded tokens)"
+        )
         configs = [(None, args.chunk_tokens)] + ([(args.chunk_size, None)] if args.chunk_size else [])
         for chunking in configs:
             name = f"tokens {chunking[1]}" if chunking[1] else f"rows {chunking[0]}"
@@ -222,6 +232,7 @@ def main() -> None:
                         "samples/s" if args.clock == "wall" else "samples/CPU s": rate["median"],
                         "min–max": f"{rate['min']:.2f}–{rate['max']:.2f}",
                         "vs ST": rate["median"] / peer,
+                        "% of fp32 peak": 100 * gflop * rate["median"] / args.batch_size / peak if peak else None,
                         **stats[side],
                     }
                 )

@@ -64,3 +64,17 @@ def test_header_names_commit_dirty_state_cpu_and_threads(common, monkeypatch) ->
     assert "numpy " in line and "not installed" not in line
     monkeypatch.setattr(common, "git_state", lambda: {"commit": "0123456789abcdef", "dirty": False})
     assert "uncommitted" not in common.header()
+
+
+def test_encoder_flops_counts_weights_and_attention_per_token(common) -> None:
+    """Hand-computed for d=4, ff=8, 2 layers: weights 4·16 + 2·4·8 = 128 per layer; texts of 3 and 1 tokens give
+    2·(3+1)·128·2 = 2,048 weight FLOPs and 4·(9+1)·4·2 = 320 attention FLOPs. Padding does not count."""
+    config = type("Config", (), {"hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 2})()
+    assert common.encoder_flops(config, [3, 1]) == 2048 + 320
+    assert common.encoder_flops(config, []) == 0
+
+
+def test_fp32_peak_is_cores_times_clock_times_flop_per_cycle(common) -> None:
+    peak, line = common.fp32_peak(2, clock_ghz=2.5, flop_per_cycle=32)
+    assert peak == 160.0
+    assert "2 cores × 2.5 GHz × 32 FLOP/cycle = 160.0 GFLOP/s" in line
