@@ -71,7 +71,8 @@ def fp32_peak(threads: int, clock_ghz: float | None = None, flop_per_cycle: int 
     if not clock:
         return None, "fp32 peak unknown (no clock in /proc/cpuinfo): pass the clock"
     peak = threads * clock * flop_per_cycle
-    return peak, f"fp32 peak assumed: {threads} cores × {clock} GHz × {flop_per_cycle} FLOP/cycle = {peak:.1f} GFLOP/s"
+    cores = f"{threads} core{'s' if threads > 1 else ''}"
+    return peak, f"fp32 peak assumed: {cores} × {clock} GHz × {flop_per_cycle} FLOP/cycle = {peak:.1f} GFLOP/s"
 
 
 def _cpuinfo_clock_ghz() -> float | None:
