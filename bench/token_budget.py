@@ -178,8 +178,9 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     pairs = read_pairs("scifact", "train")
-    collate = Collator(AutoTokenizer.from_pretrained(resolve_model(MODEL)), args.max_length)
-    config = AutoConfig.from_pretrained(resolve_model(MODEL))
+    folder = resolve_model(MODEL)
+    collate = Collator(AutoTokenizer.from_pretrained(folder), args.max_length)
+    config = AutoConfig.from_pretrained(folder)
     print(header("sentence-transformers", "transformers"))
     # --clock cpu counts CPU seconds of all threads: its share is of one core's peak
     peak, assumed = fp32_peak(1 if args.clock == "cpu" else torch.get_num_threads())
